@@ -1,0 +1,25 @@
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: setup test lint bench demo clean
+
+setup:  ## create ./.venv and install synthvlm (editable) with dev tools, pinned by constraints.txt
+	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+
+test:  ## fast CPU test tier (slow/gpu tests are skipped)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+lint:
+	$(VENV)/bin/ruff check src tests bench
+
+bench:  ## benchmarks against named peers; prints ratios
+	HF_HUB_OFFLINE=1 $(PY) bench/run_all.py
+
+demo:
+	$(VENV)/bin/synthvlm demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,223 @@
+"""The `synthvlm` command line: a thin shell over `synthvlm.pipeline`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthvlm import pipeline
+from synthvlm.config import RunConfig, load_config
+from synthvlm.errors import UserError
+
+app = typer.Typer(
+    help="Build SynthVLM-style synthetic image-caption datasets: ingest, curate, generate, score, select, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+RunOpt = Annotated[Path, typer.Option("--run", help="Run directory (created if needed).")]
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="Recompute from this stage on (deletes its outputs and later stages').")
+]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: local.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _config(run: Path) -> RunConfig:
+    config = pipeline.load_run_config(run)
+    if config is None:
+        raise UserError(f"{run} is not a synthvlm run directory yet: start it with `synthvlm ingest FILES --run {run}`")
+    return config
+
+
+def _run_stages(run: Path, config: RunConfig, stages: list[str], recompute: str | None, executor: str, quiet: bool) -> None:
+    results = pipeline.run(run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet)
+    for name, f in results.items():
+        dropped = ", ".join(f"{r}={n}" for r, n in f["dropped"].items()) or "none"
+        out.print(f"{name}: in {f['in']}, kept {f['kept']}, dropped {dropped}")
+
+
+@app.command()
+def ingest(
+    inputs: Annotated[list[str], typer.Argument(help="Caption files or globs (JSON, JSONL, Parquet, CSV/TSV, TXT, COCO, Flickr8k, LLaVA).")],
+    run: RunOpt,
+    fmt: Annotated[str | None, typer.Option("--format", help="Force a format instead of detecting it.")] = None,
+    skip_bad_files: Annotated[bool | None, typer.Option("--skip-bad-files", help="Record unparseable files as rejected instead of stopping.")] = None,
+    recompute: FromOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read caption files into the run's caption pool."""
+    config = pipeline.load_run_config(run) or RunConfig()
+    config = config.updated("ingest", inputs=[str(Path(i).resolve()) if Path(i).exists() else i for i in inputs],
+                            format=fmt, skip_bad_files=skip_bad_files)
+    _run_stages(run, config, ["ingest"], recompute, "local", quiet)
+
+
+@app.command()
+def curate(
+    run: RunOpt,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="Filter recipe (synthvlm: the paper's Table 1).")] = None,
+    recompute: FromOpt = None,
+    executor: ExecutorOpt = "local",
+    quiet: QuietOpt = False,
+) -> None:
+    """Filter captions with the recipe's rules and drop exact duplicates."""
+    config = _config(run).updated("curate", recipe=recipe)
+    _run_stages(run, config, ["curate"], recompute, executor, quiet)
+
+
+@app.command()
+def generate(
+    run: RunOpt,
+    preset: Annotated[str | None, typer.Option("--preset", help="sdxl, sdxl-base, sd3-medium, tiny, tiny-refiner.")] = None,
+    candidates: Annotated[int | None, typer.Option("--candidates", help="Images per caption.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = None,
+    recompute: FromOpt = None,
+    executor: ExecutorOpt = "local",
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate candidate images for every curated caption."""
+    config = _config(run)
+    if preset is not None:
+        # A new preset replaces the old preset's resolved values.
+        data = config.model_dump()
+        data["generate"] = {k: v for k, v in data["generate"].items() if k not in _PRESET_KEYS} | {"preset": preset}
+        config = RunConfig.model_validate(data)
+    config = config.updated("generate", candidates_per_caption=candidates, batch_size=batch_size, device=device)
+    _run_stages(run, config, ["generate"], recompute, executor, quiet)
+
+
+@app.command()
+def score(
+    run: RunOpt,
+    clip_model: Annotated[str | None, typer.Option("--clip-model", help="CLIP hub id or local directory.")] = None,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+    recompute: FromOpt = None,
+    executor: ExecutorOpt = "local",
+    quiet: QuietOpt = False,
+) -> None:
+    """Score every generated image: CLIPScore + lambda * SSIM."""
+    config = _config(run).updated("score", clip_model=clip_model, device=device)
+    _run_stages(run, config, ["score"], recompute, executor, quiet)
+
+
+@app.command()
+def select(
+    run: RunOpt,
+    top_k: Annotated[int | None, typer.Option("--top-k")] = None,
+    fraction: Annotated[float | None, typer.Option("--fraction")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold")] = None,
+    recompute: FromOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Keep the best candidate per caption, then the global top-K (or a fraction, or a threshold)."""
+    config = _config(run)
+    if top_k is not None or fraction is not None or threshold is not None:
+        data = config.model_dump()
+        data["select"].update(top_k=top_k, fraction=fraction, threshold=threshold)
+        config = RunConfig.model_validate(data)
+    _run_stages(run, config, ["select"], recompute, "local", quiet)
+
+
+@app.command()
+def export(
+    run: RunOpt,
+    formats: Annotated[list[str] | None, typer.Option("--format", help="llava, webdataset, parquet (repeatable).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export).")] = None,
+    recompute: FromOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the selection as LLaVA JSON + images, WebDataset shards and/or Parquet."""
+    config = _config(run).updated("export", formats=formats, out=str(out_dir.resolve()) if out_dir else None)
+    _run_stages(run, config, ["export"], recompute, "local", quiet)
+
+
+@app.command(name="run")
+def run_cmd(
+    config_file: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/demo.yaml.")],
+    run: Annotated[Path | None, typer.Option("--run", help="Run directory (default runs/<recipe name>).")] = None,
+    recompute: FromOpt = None,
+    executor: ExecutorOpt = "local",
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole pipeline from a recipe, resuming whatever is already done."""
+    config = load_config(config_file)
+    run = run or Path("runs") / config_file.stem
+    _run_stages(run, config, list(pipeline.ORDER), recompute, executor, quiet)
+    out.print(f"run directory: {run}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo run and its exports.")] = Path("synthvlm-demo"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole pipeline offline on bundled captions with tiny random-weight models."""
+    from synthvlm.demo import demo_config
+
+    config = demo_config(out_dir)
+    _run_stages(out_dir / "run", config, list(pipeline.ORDER), None, "local", quiet)
+    for fmt in config.export.formats:
+        out.print(f"export ({fmt}): {out_dir / 'export' / fmt}")
+    out.print(f"run directory: {out_dir / 'run'}  (synthvlm status {out_dir / 'run'})")
+
+
+@app.command()
+def status(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: {\"stages\": {name: {in, kept, dropped}}}.")] = False,
+) -> None:
+    """Progress and funnel of every stage of a run."""
+    report = pipeline.status(run)
+    if as_json:
+        sys.stdout.write(json.dumps(report, sort_keys=False) + "\n")
+        return
+    table = Table(title=f"synthvlm run {run}")
+    for col in ("stage", "progress", "in", "kept", "dropped"):
+        table.add_column(col, justify="right" if col in ("in", "kept") else "left")
+    for name, f in report["stages"].items():
+        progress = "complete" if f["complete"] else f"{f['tasks_done']}/{f['tasks_total']} shards"
+        dropped = ", ".join(f"{r} {n}" for r, n in f["dropped"].items()) or "-"
+        table.add_row(name, progress, str(f["in"]), str(f["kept"]), dropped)
+    out.print(table)
+
+
+@app.command()
+def validate(folders: Annotated[list[Path], typer.Argument(help="Export folders (each holds a manifest.json).")]) -> None:
+    """Check that every exported record has a decodable image and that counts match the selection."""
+    from synthvlm.validate import validate_export
+
+    failed = False
+    for folder in folders:
+        problems = validate_export(folder)
+        if problems:
+            failed = True
+            err.print(f"{folder}: {len(problems)} problem(s)")
+            for p in problems:
+                err.print(f"  {p}", markup=False)
+        else:
+            out.print(f"{folder}: ok")
+    if failed:
+        raise typer.Exit(1)
+
+
+_PRESET_KEYS = {"model", "refiner", "steps", "guidance", "high_noise_frac", "width", "height", "max_sequence_length"}
+
+
+def main() -> None:
+    """Entry point: user mistakes print one line and exit 2; bugs still raise."""
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)

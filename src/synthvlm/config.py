@@ -1,0 +1,221 @@
+"""The run config: YAML in, validated pydantic models out, presets applied as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthvlm.errors import UserError
+
+BUILTIN = "builtin:"
+"""Prefix of model names that synthvlm builds locally from configs (random weights) instead of loading."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestConfig(_Model):
+    """How caption files are read into the pool."""
+
+    inputs: list[str] = Field(default_factory=list)
+    format: str = "auto"
+    max_caption_chars: int = Field(2000, gt=0)
+    shard_rows: int = Field(10_000, gt=0)
+    skip_bad_files: bool = False
+
+
+class FilterSpec(_Model):
+    """One curation filter: a registered name plus its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CurateConfig(_Model):
+    """Caption curation: a recipe of filters, then exact dedup on normalised text."""
+
+    recipe: str = "synthvlm"
+    filters: list[FilterSpec] | None = None
+    dedup: bool = True
+
+
+GENERATE_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper: SDXL base hands its latents to the refiner at 80% of the schedule.
+    "sdxl": {
+        "model": "stabilityai/stable-diffusion-xl-base-1.0",
+        "refiner": "stabilityai/stable-diffusion-xl-refiner-1.0",
+        "steps": 60,
+        "guidance": 20.0,
+        "high_noise_frac": 0.8,
+        "width": 1024,
+        "height": 1024,
+    },
+    "sdxl-base": {
+        "model": "stabilityai/stable-diffusion-xl-base-1.0",
+        "steps": 60,
+        "guidance": 20.0,
+        "width": 1024,
+        "height": 1024,
+    },
+    "sd3-medium": {
+        "model": "stabilityai/stable-diffusion-3-medium-diffusers",
+        "steps": 60,
+        "guidance": 10.0,
+        "max_sequence_length": 512,
+        "width": 1024,
+        "height": 1024,
+    },
+    # Random-weight SDXL architecture built locally: tests and the offline demo.
+    "tiny": {"model": BUILTIN + "tiny-sdxl", "steps": 2, "guidance": 5.0, "width": 64, "height": 64},
+    # Same, with a tiny refiner, to exercise the base -> refiner hand-off.
+    "tiny-refiner": {
+        "model": BUILTIN + "tiny-sdxl",
+        "refiner": BUILTIN + "tiny-sdxl-refiner",
+        "steps": 4,
+        "guidance": 5.0,
+        "high_noise_frac": 0.5,
+        "width": 64,
+        "height": 64,
+    },
+}
+
+
+class GenerateConfig(_Model):
+    """Text-to-image generation. Fields left unset take the preset's value."""
+
+    preset: str = "sdxl"
+    model: str | None = None
+    revision: str | None = None
+    refiner: str | None = None
+    refiner_revision: str | None = None
+    steps: int | None = Field(None, gt=0)
+    guidance: float | None = None
+    high_noise_frac: float | None = Field(None, gt=0, lt=1)
+    width: int | None = Field(None, gt=0)
+    height: int | None = Field(None, gt=0)
+    max_sequence_length: int | None = None
+    negative_prompt: str = ""
+    candidates_per_caption: int = Field(1, gt=0)
+    batch_size: int = Field(1, gt=0)
+    images_per_shard: int = Field(1000, gt=0)
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    image_format: Literal["jpg", "png", "webp"] = "jpg"
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    max_attempts: int = Field(3, gt=0)
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> GenerateConfig:
+        if self.preset not in GENERATE_PRESETS:
+            raise ValueError(f"unknown generate preset {self.preset!r}; valid: {sorted(GENERATE_PRESETS)}")
+        for key, value in GENERATE_PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        if self.model is None:
+            raise ValueError("generate.model is not set and the preset does not set it")
+        return self
+
+
+class ScoreConfig(_Model):
+    """CLIPScore + lambda * SSIM, as the paper's code computes them."""
+
+    clip_model: str = "openai/clip-vit-base-patch32"
+    clip_revision: str | None = None
+    prefix: str = "A photo depicts "
+    ssim_size: int = Field(768, gt=0)
+    ssim_low: int = Field(336, gt=0)
+    ssim_weight: float = 0.5
+    batch_size: int = Field(32, gt=0)
+    device: str = "auto"
+
+
+class SelectConfig(_Model):
+    """Best-of-N per caption, then a global cut: exactly one of top_k, fraction, threshold."""
+
+    key: Literal["weighted", "clip", "ssim"] = "weighted"
+    best_of_n: bool = True
+    top_k: int | None = Field(None, gt=0)
+    fraction: float | None = Field(None, gt=0, le=1)
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _one_cut(self) -> SelectConfig:
+        given = [k for k in ("top_k", "fraction", "threshold") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"select takes one of top_k, fraction, threshold; got {given}")
+        if not given:
+            object.__setattr__(self, "top_k", 100_000)
+        return self
+
+
+class ExportConfig(_Model):
+    """Which trainer-ready formats to write, and how images are re-encoded."""
+
+    formats: list[Literal["llava", "webdataset", "parquet"]] = Field(
+        default_factory=lambda: ["llava", "webdataset", "parquet"]
+    )
+    out: str | None = None
+    resize: int | None = Field(None, gt=0)
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    instructions: list[str] | None = None
+    rows_per_shard: int = Field(1000, gt=0)
+
+
+class RunConfig(_Model):
+    """A whole synthvlm job; saved resolved as RUN/config.yaml."""
+
+    seed: int = 0
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    def updated(self, section: str, **changes: Any) -> RunConfig:
+        """A copy with some fields of one section replaced (None values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self
+        data = self.model_dump()
+        data[section].update(changes)
+        return RunConfig.model_validate(data)
+
+
+def parse_config(data: dict[str, Any], *, origin: str) -> RunConfig:
+    """Validate a config mapping; a user mistake becomes one readable `UserError`."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise UserError(f"{origin}: invalid config: {problems}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML recipe file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    ingest = data.get("ingest")
+    if isinstance(ingest, dict) and isinstance(ingest.get("inputs"), list):
+        # Relative inputs are relative to the recipe file, so a recipe works from any directory.
+        base = path.resolve().parent
+        ingest["inputs"] = [str(base / p) if isinstance(p, str) else p for p in ingest["inputs"]]
+    return parse_config(data, origin=str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML (every default and preset value written out)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Caption curation: Data-Juicer-compatible rule-based filters, then exact dedup of normalised text."""

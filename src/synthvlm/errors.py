@@ -1,0 +1,5 @@
+"""Errors a user can fix: the CLI prints their message as one line and exits non-zero, no traceback."""
+
+
+class UserError(Exception):
+    """A mistake in input, config or invocation, explained in one sentence."""

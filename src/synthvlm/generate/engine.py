@@ -1,0 +1,263 @@
+"""The diffusers text-to-image engine: one pipeline call per batch, per-image seeds, validity checks, retries.
+
+Every image is seeded from (run seed, caption id, candidate index, attempt), never from batch position, so any
+image can be regenerated from its provenance row (given the same batch layout: the caller fixes it).
+
+Half precision: on CUDA "auto" loads float16. The SDXL VAE overflows to NaN in float16; its config carries
+`force_upcast=True`, and diffusers' SDXL pipelines then decode in float32 and cast the VAE back afterwards, so
+no extra handling is needed here. Any NaN that still slips through is caught by the validity check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from synthvlm.config import BUILTIN, GenerateConfig
+from synthvlm.seeds import derive_seed
+
+_HASHED_SUFFIXES = (".safetensors", ".json", ".txt")
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One generated image, or the record of why no valid image came out of `attempts` tries."""
+
+    image: Image.Image | None
+    status: str
+    reason: str | None
+    seed: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced the images, so a candidate row can be regenerated and audited."""
+
+    model_id: str
+    model_revision: str
+    refiner_id: str | None
+    refiner_revision: str | None
+    scheduler: str
+    dtype: str
+
+
+def directory_revision(path: str | Path) -> str:
+    """A content hash of a local model dir (weights, configs, tokenizer files): its revision without git."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(
+        (f for f in path.rglob("*") if f.is_file() and f.suffix in _HASHED_SUFFIXES),
+        key=lambda f: f.relative_to(path).as_posix(),
+    )
+    for file in files:
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        digest.update(file.stat().st_size.to_bytes(8, "little"))
+        with open(file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _hub_revision(repo_id: str) -> str:
+    """The commit the HF cache resolved `repo_id` to, or "unknown" when the cache does not say."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "model_index.json")
+    if not isinstance(cached, str):
+        return "unknown"
+    # Cache layout: .../models--org--name/snapshots/<commit>/model_index.json
+    return Path(cached).parent.name
+
+
+def _invalid_reason(image: np.ndarray) -> str | None:
+    """Why a decoded float image in [0, 1] is unusable, or None when it is fine."""
+    if not np.isfinite(image).all():
+        return "nan_output"
+    pixels = _to_uint8(image)
+    if (pixels == pixels.flat[0]).all():
+        return "constant_image"
+    return None
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    # The same rounding as diffusers' numpy_to_pil, so saved pixels match what the pipeline would return.
+    return (image * 255).round().astype(np.uint8)
+
+
+class ImageGenerator:
+    """Generates seeded, validated images with a diffusers pipeline (plus optional SDXL refiner).
+
+    Construction is cheap and the object pickles without its models, so it can be shipped to workers; the
+    pipelines load on first use and stay cached on the instance.
+    """
+
+    def __init__(self, config: GenerateConfig, *, models_dir: Path, run_seed: int) -> None:
+        self.config = config
+        self.models_dir = Path(models_dir)
+        self.run_seed = run_seed
+        self._pipes: tuple[Any, Any] | None = None
+        self._provenance: Provenance | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pipes"] = None
+        return state
+
+    @property
+    def device(self) -> str:
+        """The torch device the pipelines run on ("auto" resolves to cuda when present)."""
+        if self.config.device != "auto":
+            return self.config.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def dtype_name(self) -> str:
+        """The torch dtype name the pipelines load in ("auto": float16 on cuda, float32 elsewhere)."""
+        if self.config.dtype != "auto":
+            return self.config.dtype
+        return "float16" if self.device.startswith("cuda") else "float32"
+
+    def _source(self, name: str) -> tuple[str | Path, bool]:
+        """Where to load `name` from, and whether that is a local directory."""
+        if name.startswith(BUILTIN):
+            from synthvlm.models.tiny_sdxl import BUILDERS
+
+            key = name[len(BUILTIN) :]
+            if key not in BUILDERS:
+                valid = sorted(BUILTIN + k for k in BUILDERS)
+                raise ValueError(f"unknown builtin model {name!r}; valid: {valid}")
+            return BUILDERS[key](self.models_dir / key), True
+        if Path(name).is_dir():
+            return Path(name), True
+        return name, False
+
+    def _revision(self, name: str, revision: str | None) -> str:
+        if revision is not None:
+            return revision
+        source, local = self._source(name)
+        return directory_revision(source) if local else _hub_revision(str(source))
+
+    def _load_one(self, name: str, revision: str | None) -> Any:
+        import torch
+        from diffusers import DiffusionPipeline
+
+        source, local = self._source(name)
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, self.dtype_name), "use_safetensors": True}
+        if local:
+            kwargs["local_files_only"] = True
+        else:
+            kwargs["revision"] = revision
+        pipe = DiffusionPipeline.from_pretrained(source, **kwargs).to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        if self.device.startswith("cuda") and hasattr(pipe, "unet"):
+            pipe.unet.to(memory_format=torch.channels_last)
+        return pipe
+
+    def _load(self) -> tuple[Any, Any]:
+        """The (base, refiner-or-None) pipelines, loaded once per instance."""
+        if self._pipes is None:
+            cfg = self.config
+            base = self._load_one(cfg.model, cfg.revision)
+            refiner = self._load_one(cfg.refiner, cfg.refiner_revision) if cfg.refiner else None
+            self._pipes = (base, refiner)
+        return self._pipes
+
+    @property
+    def provenance(self) -> Provenance:
+        """Model ids and revisions: as given, else a local dir's content hash, else the cached hub commit."""
+        # A hub id whose files the HF cache does not hold (e.g. loaded from a mirror) gets "unknown".
+        if self._provenance is None:
+            cfg = self.config
+            base, _ = self._load()
+            self._provenance = Provenance(
+                model_id=cfg.model,
+                model_revision=self._revision(cfg.model, cfg.revision),
+                refiner_id=cfg.refiner,
+                refiner_revision=self._revision(cfg.refiner, cfg.refiner_revision) if cfg.refiner else None,
+                scheduler=type(base.scheduler).__name__,
+                dtype=self.dtype_name,
+            )
+        return self._provenance
+
+    def prompt_tokens(self, prompts: Sequence[str]) -> list[tuple[int, bool]]:
+        """(token count incl. BOS/EOS, truncated?) per prompt: the encoder silently drops the excess."""
+        tokenizer = self._load()[0].tokenizer
+        ids = tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]
+        return [(len(seq), len(seq) > tokenizer.model_max_length) for seq in ids]
+
+    def _run(self, prompts: Sequence[str], seeds: Sequence[int]) -> np.ndarray:
+        """One pipeline call for the batch: float images (n, height, width, 3) in [0, 1], NaN left in."""
+        import torch
+
+        cfg = self.config
+        base, refiner = self._load()
+        n = len(prompts)
+        common: dict[str, Any] = {
+            "prompt": list(prompts),
+            "negative_prompt": [cfg.negative_prompt] * n,
+            "generator": [torch.Generator(self.device).manual_seed(s) for s in seeds],
+            "num_inference_steps": cfg.steps,
+            "guidance_scale": cfg.guidance,
+        }
+        size = {"width": cfg.width, "height": cfg.height}
+        if (
+            cfg.max_sequence_length is not None
+            and "max_sequence_length" in inspect.signature(base.__call__).parameters
+        ):
+            common["max_sequence_length"] = cfg.max_sequence_length
+        with torch.inference_mode():
+            if refiner is None:
+                return base(**common, **size, output_type="np").images
+            latents = base(**common, **size, denoising_end=cfg.high_noise_frac, output_type="latent").images
+            return refiner(
+                **common, image=latents, denoising_start=cfg.high_noise_frac, output_type="np"
+            ).images
+
+    def generate(
+        self, prompts: Sequence[str], *, caption_ids: Sequence[str], candidate_indices: Sequence[int]
+    ) -> list[ImageResult]:
+        """Generate one batch; bad images are retried with the next attempt's seed, max_attempts in all."""
+        if not len(prompts) == len(caption_ids) == len(candidate_indices):
+            raise ValueError(
+                f"prompts, caption_ids and candidate_indices differ in length: "
+                f"{len(prompts)}, {len(caption_ids)}, {len(candidate_indices)}"
+            )
+        results: list[ImageResult | None] = [None] * len(prompts)
+        failures: dict[int, tuple[str, int]] = {}
+        pending = list(range(len(prompts)))
+        for attempt in range(self.config.max_attempts):
+            if not pending:
+                break
+            seeds = [
+                derive_seed(self.run_seed, caption_ids[i], candidate_indices[i], attempt) for i in pending
+            ]
+            images = self._run([prompts[i] for i in pending], seeds)
+            retry = []
+            for i, seed, image in zip(pending, seeds, images, strict=True):
+                reason = _invalid_reason(image)
+                if reason is None:
+                    pil = Image.fromarray(_to_uint8(image))
+                    results[i] = ImageResult(
+                        image=pil, status="ok", reason=None, seed=seed, attempts=attempt + 1
+                    )
+                else:
+                    failures[i] = (reason, seed)
+                    retry.append(i)
+            pending = retry  # kept in input order, so a retry batch is laid out deterministically
+        for i in pending:
+            reason, seed = failures[i]
+            results[i] = ImageResult(
+                image=None, status="failed", reason=reason, seed=seed, attempts=self.config.max_attempts
+            )
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]

@@ -1,0 +1,68 @@
+"""The Python API: open a run, run stages (resuming), read its funnel. The CLI only wraps these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synthvlm import fsio
+from synthvlm.config import RunConfig, dump_config, parse_config
+from synthvlm.errors import UserError
+from synthvlm.executors import make_executor
+from synthvlm.stage import funnel, reset_stages, run_stage
+from synthvlm.stages import ORDER, STAGES
+
+CONFIG_FILE = "config.yaml"
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig | None:
+    """The resolved config saved in a run directory, or None for a new run."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        return None
+    return parse_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, origin=str(path))
+
+
+def save_run_config(run_dir: str | Path, config: RunConfig) -> None:
+    """Write the resolved config into the run directory."""
+    fsio.write_bytes(Path(run_dir) / CONFIG_FILE, dump_config(config).encode())
+
+
+def run(
+    run_dir: str | Path,
+    config: RunConfig,
+    *,
+    stages: Sequence[str] = tuple(ORDER),
+    recompute_from: str | None = None,
+    executor: str = "local",
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Run `stages` in pipeline order, resuming completed work; returns each stage's funnel.
+
+    `recompute_from` deletes that stage and every later one first (the CLI's --from).
+    """
+    run_dir = Path(run_dir)
+    unknown = [s for s in [*stages, *([recompute_from] if recompute_from else [])] if s not in STAGES]
+    if unknown:
+        raise UserError(f"unknown stage {unknown[0]!r}; valid: {', '.join(ORDER)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if recompute_from:
+        reset_stages(run_dir, ORDER[ORDER.index(recompute_from) :])
+    save_run_config(run_dir, config)
+    runner = make_executor(executor, progress=progress)
+    results = {}
+    for name in ORDER:
+        if name in stages:
+            results[name] = run_stage(STAGES[name](run_dir, config), runner)
+    return results
+
+
+def status(run_dir: str | Path) -> dict[str, Any]:
+    """`{"stages": {name: {"in", "kept", "dropped", ...}}}` for every stage that has started."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).exists():
+        raise UserError(f"{run_dir} is not a synthvlm run directory (no {CONFIG_FILE})")
+    return {"stages": {name: funnel(run_dir, name) for name in ORDER if (run_dir / name).is_dir()}}

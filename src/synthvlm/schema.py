@@ -1,0 +1,87 @@
+"""Arrow schemas of every table synthvlm writes: one per stage, plus the shared rejected-row table."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+CAPTION = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_index", pa.int64(), nullable=False),
+        pa.field("source_id", pa.string()),
+        pa.field("image_ref", pa.string()),
+    ]
+)
+"""A caption in the pool (ingest and curate output). `source_index` is the 1-based line or record number."""
+
+REJECTED = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("detail", pa.string()),
+        pa.field("source_file", pa.string()),
+        pa.field("source_index", pa.int64()),
+    ]
+)
+"""A row some stage dropped, with the reason (a filter name, `bad_json`, `failed_image`, ...)."""
+
+CANDIDATE = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("caption_id", pa.string(), nullable=False),
+        pa.field("candidate_index", pa.int32(), nullable=False),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("image_shard", pa.string()),
+        pa.field("image_name", pa.string()),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("model_revision", pa.string(), nullable=False),
+        pa.field("refiner_id", pa.string()),
+        pa.field("refiner_revision", pa.string()),
+        pa.field("scheduler", pa.string(), nullable=False),
+        pa.field("steps", pa.int32(), nullable=False),
+        pa.field("guidance", pa.float64(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("dtype", pa.string(), nullable=False),
+        pa.field("truncated", pa.bool_(), nullable=False),
+        pa.field("prompt_tokens", pa.int32(), nullable=False),
+    ]
+)
+"""One generated image (or a failed attempt at one). Deterministic: timings live in `TIMING`."""
+
+TIMING = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("seconds", pa.float64(), nullable=False),
+    ]
+)
+"""Model-seconds spent per image; kept apart so that data shards stay byte-identical across runs."""
+
+SCORE = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("caption_id", pa.string(), nullable=False),
+        pa.field("candidate_index", pa.int32(), nullable=False),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("image_shard", pa.string(), nullable=False),
+        pa.field("image_name", pa.string(), nullable=False),
+        pa.field("clip", pa.float64(), nullable=False),
+        pa.field("ssim", pa.float64(), nullable=False),
+        pa.field("weighted", pa.float64(), nullable=False),
+    ]
+)
+"""Scores of one good candidate: clip = max(cosine, 0), weighted = clip + lambda * ssim."""
+
+SELECTION = pa.schema(
+    [*SCORE, pa.field("rank", pa.int64(), nullable=False), pa.field("cutoff", pa.float64(), nullable=False)]
+)
+"""A selected candidate with its 1-based rank and the selection's cut-off value of the ranking key."""

@@ -1,0 +1,1 @@
+"""Scoring metrics: the paper's SSIM recipe and CLIPScore."""

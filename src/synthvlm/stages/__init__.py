@@ -1,0 +1,18 @@
+"""The pipeline's stages, registered in order."""
+
+from __future__ import annotations
+
+from synthvlm.stage import Stage
+from synthvlm.stages.curate import CurateStage
+from synthvlm.stages.export import ExportStage
+from synthvlm.stages.generate import GenerateStage
+from synthvlm.stages.ingest import IngestStage
+from synthvlm.stages.score import ScoreStage
+from synthvlm.stages.select import SelectStage
+
+STAGES: dict[str, type[Stage]] = {
+    stage.name: stage for stage in (IngestStage, CurateStage, GenerateStage, ScoreStage, SelectStage, ExportStage)
+}
+"""Every stage by name, in pipeline order."""
+
+ORDER: list[str] = list(STAGES)

@@ -1,0 +1,173 @@
+"""Export the selection in the layouts trainers load unchanged: LLaVA JSON, WebDataset, Parquet."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from PIL import Image
+
+from synthvlm import fsio
+from synthvlm.images import add_member, encode, iter_tar, json_bytes
+from synthvlm.progress import report_rows
+from synthvlm.shards import read_range, row_counts
+from synthvlm.stage import Stage, Task, TaskStats
+
+LLAVA_JSON = "synthvlm_pretrain.json"
+"""The LLaVA data file; pass it as --data_path and `images/` as --image_folder."""
+
+MANIFEST = "manifest.json"
+
+PARQUET_FEATURES = {
+    "key": {"dtype": "string", "_type": "Value"},
+    "caption": {"dtype": "string", "_type": "Value"},
+    "image": {"_type": "Image"},
+    "caption_id": {"dtype": "string", "_type": "Value"},
+    "candidate_index": {"dtype": "int32", "_type": "Value"},
+    "clip": {"dtype": "float64", "_type": "Value"},
+    "ssim": {"dtype": "float64", "_type": "Value"},
+    "weighted": {"dtype": "float64", "_type": "Value"},
+    "rank": {"dtype": "int64", "_type": "Value"},
+}
+PARQUET_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
+        pa.field("caption_id", pa.string()),
+        pa.field("candidate_index", pa.int32()),
+        pa.field("clip", pa.float64()),
+        pa.field("ssim", pa.float64()),
+        pa.field("weighted", pa.float64()),
+        pa.field("rank", pa.int64()),
+    ],
+    # `datasets` reads this to decode the image column as an Image feature.
+    metadata={"huggingface": json.dumps({"info": {"features": PARQUET_FEATURES}})},
+)
+
+
+def default_instructions() -> list[str]:
+    """Our brief-description instructions for the human turn."""
+    text = resources.files("synthvlm").joinpath("data/instructions.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def pick_instruction(key: str, instructions: list[str]) -> str:
+    """Deterministic per id: the same key always gets the same instruction."""
+    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+    return instructions[h % len(instructions)]
+
+
+class ExportStage(Stage):
+    """One phase per format, tasks of `rows_per_shard` selected rows in rank order, then `finalize`."""
+
+    name = "export"
+    upstream = ("select",)
+    unit = "images"
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.export.out) if self.config.export.out else self.run_dir / "export"
+
+    def settings(self) -> dict[str, Any]:
+        return {**self.config.export.model_dump(), "out": str(self.out.resolve())}
+
+    def phases(self) -> list[str]:
+        return [*self.config.export.formats, "finalize"]
+
+    def _selection(self) -> list[Path]:
+        return sorted((self.run_dir / "select" / "data").glob("part-*.parquet"))
+
+    def tasks(self, phase: str) -> list[Task]:
+        total = sum(row_counts(self._selection()))
+        if phase == "finalize":
+            return [Task(phase, 0, (total,))]
+        size = self.config.export.rows_per_shard
+        return [Task(phase, i, (s, min(s + size, total))) for i, s in enumerate(range(0, total, size))]
+
+    def run_task(self, task: Task) -> TaskStats:
+        if task.phase == "finalize":
+            return self._finalize(task)
+        start, end = task.payload
+        files = self._selection()
+        rows = read_range(files, row_counts(files), start, end).to_pylist()
+        images = self._images(rows)
+        write = {"llava": self._llava, "webdataset": self._webdataset, "parquet": self._parquet}[task.phase]
+        write(task, rows, images)
+        report_rows(len(rows))
+        return TaskStats(len(rows), len(rows))
+
+    def _images(self, rows: list[dict[str, Any]]) -> dict[str, bytes]:
+        """JPEG bytes per key: stored bytes as they are, re-encoded only to resize or convert."""
+        cfg = self.config.export
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for row in rows:
+            wanted[row["image_shard"]].add(row["image_name"])
+        out: dict[str, bytes] = {}
+        for shard, names in sorted(wanted.items()):
+            for name, data in iter_tar(self.run_dir / shard, names):
+                key = name.rsplit(".", 1)[0]
+                if cfg.resize is None and name.endswith(".jpg"):
+                    out[key] = data
+                    continue
+                image = Image.open(io.BytesIO(data)).convert("RGB")
+                if cfg.resize is not None:
+                    image = image.resize((cfg.resize, cfg.resize), Image.Resampling.BICUBIC)
+                out[key] = encode(image, fmt="jpg", quality=cfg.jpeg_quality)
+        missing = [r["key"] for r in rows if r["key"] not in out]
+        if missing:
+            raise RuntimeError(f"export: images missing from the generate shards: {missing[:5]}")
+        return out
+
+    def _llava(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
+        instructions = self.config.export.instructions or default_instructions()
+        folder = self.out / "llava" / "images"
+        entries = []
+        for row in rows:
+            fsio.write_bytes(folder / f"{row['key']}.jpg", images[row["key"]])
+            entries.append({
+                "id": row["key"],
+                "image": f"{row['key']}.jpg",
+                "conversations": [
+                    {"from": "human", "value": f"{pick_instruction(row['key'], instructions)}\n<image>"},
+                    {"from": "gpt", "value": row["caption"]},
+                ],
+            })
+        fsio.write_json(self.dir / "llava-parts" / f"part-{task.index:05d}.json", entries)
+
+    def _webdataset(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
+        path = self.out / "webdataset" / f"shard-{task.index:05d}.tar"
+        with fsio.atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for row in rows:
+                add_member(tar, f"{row['key']}.jpg", images[row["key"]])
+                add_member(tar, f"{row['key']}.txt", row["caption"].encode())
+                meta = {k: row[k] for k in ("key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank")}
+                add_member(tar, f"{row['key']}.json", json_bytes(meta))
+
+    def _parquet(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
+        records = [
+            {**{k: row[k] for k in PARQUET_FEATURES if k != "image"},
+             "image": {"bytes": images[row["key"]], "path": f"{row['key']}.jpg"}}
+            for row in rows
+        ]
+        table = pa.Table.from_pylist(records, schema=PARQUET_SCHEMA)
+        fsio.write_table(self.out / "parquet" / f"part-{task.index:05d}.parquet", table)
+
+    def _finalize(self, task: Task) -> TaskStats:
+        (total,) = task.payload
+        formats = self.config.export.formats
+        if "llava" in formats:
+            entries: list[Any] = []
+            for part in sorted((self.dir / "llava-parts").glob("part-*.json")):
+                entries.extend(fsio.read_json(part))
+            fsio.write_bytes(self.out / "llava" / LLAVA_JSON, json.dumps(entries, ensure_ascii=False, indent=1).encode())
+        for fmt in formats:
+            fsio.write_json(self.out / fmt / MANIFEST, {"format": fmt, "records": total})
+        return TaskStats(total, total)

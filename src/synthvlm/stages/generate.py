@@ -1,0 +1,117 @@
+"""Generate: candidate images per caption, batched, seeded per image, stored as WebDataset tar shards."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from synthvlm import fsio, schema
+from synthvlm.images import TarShardWriter
+from synthvlm.progress import report_rows
+from synthvlm.shards import read_range, row_counts
+from synthvlm.stage import Stage, Task, TaskStats
+
+_GENERATORS: dict[str, Any] = {}
+
+
+def _generator(stage: GenerateStage) -> Any:
+    """One loaded pipeline per worker process and config."""
+    from synthvlm.generate.engine import ImageGenerator
+
+    key = stage.config.generate.model_dump_json() + f"|{stage.config.seed}|{stage.run_dir}"
+    if key not in _GENERATORS:
+        _GENERATORS.clear()
+        _GENERATORS[key] = ImageGenerator(
+            stage.config.generate, models_dir=stage.run_dir / "models", run_seed=stage.config.seed
+        )
+    return _GENERATORS[key]
+
+
+class GenerateStage(Stage):
+    """Item j of the plan is (caption j // N, candidate j % N); shard k holds items [k*S, (k+1)*S).
+
+    The batch layout (S and the batch size) is part of the fingerprint, so a resumed run batches exactly
+    as the first one did and reproduces its pixels bit for bit.
+    """
+
+    name = "generate"
+    upstream = ("curate",)
+    unit = "images"
+
+    def settings(self) -> dict[str, Any]:
+        return {"seed": self.config.seed, **self.config.generate.model_dump()}
+
+    def phases(self) -> list[str]:
+        return ["generate"]
+
+    def _captions(self) -> list[Path]:
+        return sorted((self.run_dir / "curate" / "data").glob("part-*.parquet"))
+
+    def tasks(self, phase: str) -> list[Task]:
+        cfg = self.config.generate
+        items = sum(row_counts(self._captions())) * cfg.candidates_per_caption
+        size = cfg.images_per_shard
+        return [Task(phase, k, (start, min(start + size, items))) for k, start in enumerate(range(0, items, size))]
+
+    def run_task(self, task: Task) -> TaskStats:
+        cfg = self.config.generate
+        n = cfg.candidates_per_caption
+        start, end = task.payload
+        files = self._captions()
+        first = start // n
+        captions = read_range(files, row_counts(files), first, (end - 1) // n + 1, columns=["id", "caption"])
+        ids, texts = captions.column("id").to_pylist(), captions.column("caption").to_pylist()
+        items = [(ids[j // n - first], texts[j // n - first], j % n) for j in range(start, end)]
+
+        gen = _generator(self)
+        prov = gen.provenance
+        tokens = dict(zip(texts, gen.prompt_tokens(texts), strict=True))
+        shard_rel = f"{self.name}/images/part-{task.index:05d}.tar"
+        rows: list[dict[str, Any]] = []
+        timing: list[dict[str, Any]] = []
+        with fsio.atomic_path(self.run_dir / shard_rel) as tmp:
+            writer = TarShardWriter(tmp, fmt=cfg.image_format, quality=cfg.jpeg_quality)
+            try:
+                for b in range(0, len(items), cfg.batch_size):
+                    batch = items[b : b + cfg.batch_size]
+                    t0 = time.perf_counter()
+                    results = gen.generate(
+                        [t for _, t, _ in batch], caption_ids=[c for c, _, _ in batch], candidate_indices=[k for *_, k in batch]
+                    )
+                    per_image = (time.perf_counter() - t0) / len(batch)
+                    for (cid, text, k), res in zip(batch, results, strict=True):
+                        key = f"{cid}-{k}"
+                        n_tokens, truncated = tokens[text]
+                        row = {
+                            "key": key, "caption_id": cid, "candidate_index": k, "caption": text, "seed": res.seed,
+                            "attempts": res.attempts, "status": res.status, "reason": res.reason,
+                            "image_shard": shard_rel if res.status == "ok" else None,
+                            "image_name": f"{key}.{cfg.image_format}" if res.status == "ok" else None,
+                            "model_id": prov.model_id, "model_revision": prov.model_revision,
+                            "refiner_id": prov.refiner_id, "refiner_revision": prov.refiner_revision,
+                            "scheduler": prov.scheduler, "steps": cfg.steps, "guidance": cfg.guidance,
+                            "width": cfg.width, "height": cfg.height, "dtype": prov.dtype,
+                            "truncated": truncated, "prompt_tokens": n_tokens,
+                        }
+                        rows.append(row)
+                        timing.append({"key": key, "seconds": per_image})
+                        if res.status == "ok":
+                            writer.submit(key, res.image, {k_: v for k_, v in row.items() if v is not None})
+                    report_rows(len(batch))
+            finally:
+                writer.close()
+        fsio.write_table(self.data_path(task.index), pa.Table.from_pylist(rows, schema=schema.CANDIDATE))
+        fsio.write_table(self.data_path(task.index, "timing"), pa.Table.from_pylist(timing, schema=schema.TIMING))
+        failed = [r for r in rows if r["status"] != "ok"]
+        self.write_rejected(task, [
+            {"id": r["key"], "caption": r["caption"], "reason": "failed_image", "detail": r["reason"]} for r in failed
+        ])
+        extra = {
+            "truncated_captions": sum(1 for r in rows if r["truncated"] and r["candidate_index"] == 0),
+            "model_seconds": sum(t["seconds"] for t in timing),
+            "regenerated": sum(r["attempts"] - 1 for r in rows),
+        }
+        return TaskStats(len(rows), len(rows) - len(failed), {"failed_image": len(failed)} if failed else {}, extra)

@@ -1,0 +1,101 @@
+"""Ingest: read caption files of any supported format into the pool, one stable id per caption."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from synthvlm import fsio, schema
+from synthvlm.errors import UserError
+from synthvlm.ingest.ids import IdAssigner
+from synthvlm.ingest.readers import BadRecord, Record, UnreadableFileError, detect_format, expand_inputs, read
+from synthvlm.stage import Stage, Task, TaskStats
+
+
+class IngestStage(Stage):
+    """Streams every input once; shard i holds input records [i*shard_rows, (i+1)*shard_rows)."""
+
+    name = "ingest"
+    sequential_phases = frozenset({"read"})
+    unit = "captions"
+
+    def _inputs(self) -> list[str]:
+        cfg = self.config.ingest
+        if not cfg.inputs:
+            raise UserError("no input files: pass caption files to `synthvlm ingest` or set ingest.inputs")
+        try:
+            return expand_inputs(cfg.inputs)
+        except UnreadableFileError as exc:
+            raise UserError(str(exc)) from None
+
+    def settings(self) -> dict[str, Any]:
+        files = [{"path": p, "bytes": os.path.getsize(p)} for p in self._inputs()]
+        return {**self.config.ingest.model_dump(exclude={"inputs"}), "files": files}
+
+    def phases(self) -> list[str]:
+        return ["read"]
+
+    def _stream(self) -> Iterator[Record | BadRecord]:
+        cfg = self.config.ingest
+        files = self._inputs()
+        formats: dict[str, str] = {}
+        for path in files:  # fail before writing anything when a file's format is unknown
+            try:
+                formats[path] = detect_format(path) if cfg.format == "auto" else cfg.format
+            except UnreadableFileError as exc:
+                if not cfg.skip_bad_files:
+                    raise UserError(str(exc)) from None
+                formats[path] = ""
+        for path in files:
+            if not formats[path]:
+                yield BadRecord(source_file=path, source_index=0, reason="unreadable_file", detail="unknown format")
+                continue
+            try:
+                yield from read(path, fmt=formats[path], max_caption_chars=cfg.max_caption_chars)
+            except UnreadableFileError as exc:
+                if not cfg.skip_bad_files:
+                    raise UserError(str(exc)) from None
+                yield BadRecord(source_file=path, source_index=0, reason="unreadable_file", detail=str(exc))
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+
+    def run_sequential(self, phase: str, done: set[int]) -> Iterator[tuple[Task, TaskStats | None]]:
+        size = self.config.ingest.shard_rows
+        ids = IdAssigner()
+        chunk: list[Record | BadRecord] = []
+        index = 0
+        for record in self._stream():
+            chunk.append(record)
+            if len(chunk) == size:
+                yield self._flush(index, chunk, ids, write=index not in done)
+                chunk, index = [], index + 1
+        if chunk:
+            yield self._flush(index, chunk, ids, write=index not in done)
+
+    def _flush(
+        self, index: int, chunk: list[Record | BadRecord], ids: IdAssigner, *, write: bool
+    ) -> tuple[Task, TaskStats | None]:
+        task = Task("read", index)
+        before = ids.duplicates
+        rows: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        for rec in chunk:
+            if isinstance(rec, Record):
+                rid = ids.assign(source_id=rec.source_id, caption=rec.caption)
+                rows.append({"id": rid, "caption": rec.caption, "source_file": rec.source_file,
+                             "source_index": rec.source_index, "source_id": rec.source_id,
+                             "image_ref": rec.image_ref})
+            else:
+                rejected.append({"caption": rec.caption, "reason": rec.reason, "detail": rec.detail,
+                                 "source_file": rec.source_file, "source_index": rec.source_index,
+                                 "id": rec.source_id})
+        if not write:
+            return task, None
+        fsio.write_table(self.data_path(index), pa.Table.from_pylist(rows, schema=schema.CAPTION))
+        self.write_rejected(task, rejected)
+        dropped = Counter(r["reason"] for r in rejected)
+        return task, TaskStats(len(chunk), len(rows), dict(dropped), {"duplicate_ids": ids.duplicates - before})

@@ -1,0 +1,111 @@
+"""Check an export folder: every record points to a decodable image and counts match the manifest."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from synthvlm.stages.export import LLAVA_JSON, MANIFEST
+
+
+def _decode(data: bytes) -> str | None:
+    """None if the bytes are a complete decodable image, else why not."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def _llava(folder: Path) -> tuple[int, list[str]]:
+    problems: list[str] = []
+    try:
+        entries = json.loads((folder / LLAVA_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return 0, [f"{LLAVA_JSON}: cannot read ({exc})"]
+    for i, entry in enumerate(entries):
+        where = f"{LLAVA_JSON}[{i}] id={entry.get('id')!r}"
+        turns = entry.get("conversations") or []
+        if len(turns) != 2 or turns[0].get("from") != "human" or "<image>" not in turns[0].get("value", "") \
+                or turns[1].get("from") != "gpt" or not turns[1].get("value"):
+            problems.append(f"{where}: conversations are not a human <image> turn then a gpt caption")
+        image = folder / "images" / str(entry.get("image", ""))
+        if not image.is_file():
+            problems.append(f"{where}: image {image.name} does not exist")
+        elif (err := _decode(image.read_bytes())) is not None:
+            problems.append(f"{where}: image {image.name} does not decode ({err})")
+    return len(entries), problems
+
+
+def _webdataset(folder: Path) -> tuple[int, list[str]]:
+    problems: list[str] = []
+    count = 0
+    for shard in sorted(folder.glob("*.tar")):
+        samples: dict[str, dict[str, bytes]] = defaultdict(dict)
+        try:
+            with tarfile.open(shard) as tar:
+                for member in tar:
+                    fh = tar.extractfile(member)
+                    if fh is not None:
+                        key, _, ext = member.name.partition(".")
+                        samples[key][ext] = fh.read()
+        except (OSError, tarfile.TarError) as exc:
+            problems.append(f"{shard.name}: unreadable tar ({exc})")
+            continue
+        for key, parts in samples.items():
+            count += 1
+            if set(parts) != {"jpg", "txt", "json"}:
+                problems.append(f"{shard.name}/{key}: has {sorted(parts)}, expected jpg, txt, json")
+            elif (err := _decode(parts["jpg"])) is not None:
+                problems.append(f"{shard.name}/{key}.jpg does not decode ({err})")
+    return count, problems
+
+
+def _parquet(folder: Path) -> tuple[int, list[str]]:
+    problems: list[str] = []
+    count = 0
+    for part in sorted(folder.glob("*.parquet")):
+        try:
+            table = pq.read_table(part, columns=["key", "image"])
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            problems.append(f"{part.name}: unreadable Parquet ({exc})")
+            continue
+        for row in table.to_pylist():
+            count += 1
+            data = (row["image"] or {}).get("bytes")
+            if not data:
+                problems.append(f"{part.name}/{row['key']}: no image bytes")
+            elif (err := _decode(data)) is not None:
+                problems.append(f"{part.name}/{row['key']}: image does not decode ({err})")
+    return count, problems
+
+
+CHECKS: dict[str, Callable[[Path], tuple[int, list[str]]]] = {
+    "llava": _llava,
+    "webdataset": _webdataset,
+    "parquet": _parquet,
+}
+
+
+def validate_export(folder: str | Path) -> list[str]:
+    """All problems found in an export folder (empty when it is valid)."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [f"{folder}: no readable {MANIFEST}; is this a synthvlm export folder?"]
+    fmt = manifest.get("format")
+    if fmt not in CHECKS:
+        return [f"{folder / MANIFEST}: unknown format {fmt!r}; valid: {sorted(CHECKS)}"]
+    count, problems = CHECKS[fmt](folder)
+    if count != manifest["records"]:
+        problems.append(f"{folder}: {count} records found, the selection has {manifest['records']}")
+    return problems

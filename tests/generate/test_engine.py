@@ -1,0 +1,175 @@
+"""The generation engine on the tiny presets: seeding, determinism, retries, truncation, refiner hand-off."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthvlm.config import GenerateConfig
+from synthvlm.generate.engine import ImageGenerator, directory_revision
+from synthvlm.seeds import derive_seed
+
+RUN_SEED = 7
+PROMPTS = ["a photo of the cat", "the cat"]
+IDS = ["cap-a", "cap-b"]
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def _generator(models_dir: Path, preset: str = "tiny", **overrides) -> ImageGenerator:
+    config = GenerateConfig(preset=preset, device="cpu", **overrides)
+    return ImageGenerator(config, models_dir=models_dir, run_seed=RUN_SEED)
+
+
+@pytest.fixture(scope="module")
+def tiny(models_dir: Path) -> ImageGenerator:
+    return _generator(models_dir)
+
+
+def _pixels(result) -> np.ndarray:
+    return np.asarray(result.image)
+
+
+def test_same_inputs_give_bit_identical_images_and_derived_seeds(
+    models_dir: Path, tiny: ImageGenerator
+) -> None:
+    first = tiny.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    # A fresh instance, after a pickle round trip (what a worker receives), reloads and reproduces the pixels.
+    other = pickle.loads(pickle.dumps(_generator(models_dir)))
+    second = other.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    for a, b, cid in zip(first, second, IDS, strict=True):
+        assert (a.status, a.reason, a.attempts) == ("ok", None, 1)
+        assert a.seed == b.seed == derive_seed(RUN_SEED, cid, 0, attempt=0)
+        assert a.image.mode == "RGB" and a.image.size == (64, 64)
+        assert _pixels(a).dtype == np.uint8
+        assert np.array_equal(_pixels(a), _pixels(b))
+    assert not np.array_equal(_pixels(first[0]), _pixels(first[1]))
+
+
+def test_different_candidate_index_gives_different_image(tiny: ImageGenerator) -> None:
+    prompts = [PROMPTS[0]] * 2
+    zero, one = tiny.generate(prompts, caption_ids=[IDS[0]] * 2, candidate_indices=[0, 1])
+    assert zero.seed == derive_seed(RUN_SEED, IDS[0], 0) != one.seed == derive_seed(RUN_SEED, IDS[0], 1)
+    assert np.abs(_pixels(zero).astype(int) - _pixels(one).astype(int)).max() > 0
+
+
+def test_pickle_drops_loaded_pipelines(tiny: ImageGenerator) -> None:
+    tiny.prompt_tokens(["x"])  # force the load
+    assert tiny._pipes is not None
+    assert pickle.loads(pickle.dumps(tiny))._pipes is None
+    assert len(pickle.dumps(tiny)) < 10_000
+
+
+def test_nan_image_is_regenerated_with_next_attempt_seed(models_dir: Path, monkeypatch) -> None:
+    gen = _generator(models_dir)
+    vae = gen._load()[0].vae
+    decode = vae.decode
+    batch_sizes: list[int] = []
+
+    def nan_first_image_once(latents, *args, **kwargs):
+        out = decode(latents, *args, **kwargs)
+        batch_sizes.append(latents.shape[0])
+        if len(batch_sizes) == 1:
+            out[0][0] = float("nan")
+        return out
+
+    monkeypatch.setattr(vae, "decode", nan_first_image_once)
+    results = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[3, 3])
+    assert batch_sizes == [2, 1]  # whole batch, then only the bad image as its own batch
+    retried, kept = results
+    assert (retried.status, retried.reason, retried.attempts) == ("ok", None, 2)
+    assert retried.seed == derive_seed(RUN_SEED, IDS[0], 3, attempt=1)
+    assert (kept.status, kept.attempts, kept.seed) == ("ok", 1, derive_seed(RUN_SEED, IDS[1], 3, attempt=0))
+    # The retry is exactly the image its (attempt 1) seed gives in a batch of one.
+    monkeypatch.setattr(vae, "decode", decode)
+    direct = gen._run([PROMPTS[0]], [retried.seed])[0]
+    assert np.array_equal(_pixels(retried), (direct * 255).round().astype(np.uint8))
+
+
+def test_constant_image_on_every_attempt_fails(models_dir: Path, monkeypatch) -> None:
+    import torch
+
+    gen = _generator(models_dir, max_attempts=3)
+    vae = gen._load()[0].vae
+    decode = vae.decode
+    calls: list[int] = []
+
+    def all_black(latents, *args, **kwargs):
+        calls.append(latents.shape[0])
+        (image,) = decode(latents, *args, **kwargs)
+        return (torch.full_like(image, -1.0),)  # decodes to [0, 1] zeros: an all-black image
+
+    monkeypatch.setattr(vae, "decode", all_black)
+    (result,) = gen.generate([PROMPTS[0]], caption_ids=[IDS[0]], candidate_indices=[0])
+    assert calls == [1, 1, 1]
+    assert (result.status, result.reason, result.attempts, result.image) == (
+        "failed",
+        "constant_image",
+        3,
+        None,
+    )
+    assert result.seed == derive_seed(RUN_SEED, IDS[0], 0, attempt=2)
+
+
+def test_prompt_truncation_is_reported(tiny: ImageGenerator) -> None:
+    # "a photo of the cat" -> a</w> photo</w> o f</w> the</w> cat</w> (tiny tokenizer merges) + BOS/EOS.
+    assert tiny.prompt_tokens(["a photo of the cat", "cat " * 200]) == [(8, False), (202, True)]
+    assert tiny.prompt_tokens(["cat " * 75, "cat " * 76]) == [(77, False), (78, True)]
+
+
+def test_refiner_hand_off(models_dir: Path, monkeypatch) -> None:
+    gen = _generator(models_dir, preset="tiny-refiner", width=64, height=48)
+    base, refiner = gen._load()
+    assert type(refiner).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    seen: dict[str, dict] = {}
+    for name, pipe in (("base", base), ("refiner", refiner)):
+        call = type(pipe).__call__
+
+        def spy(self, *args, _name=name, _call=call, **kwargs):
+            seen[_name] = kwargs
+            return _call(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(pipe), "__call__", spy)
+    results = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 1])
+    assert seen["base"]["denoising_end"] == 0.5 and seen["base"]["output_type"] == "latent"
+    assert seen["refiner"]["denoising_start"] == 0.5 and seen["refiner"]["output_type"] == "np"
+    assert tuple(seen["refiner"]["image"].shape) == (2, 4, 24, 32)  # latents (VAE scale 2), not pixels
+    assert seen["refiner"]["num_inference_steps"] == seen["base"]["num_inference_steps"] == 4
+    assert seen["refiner"]["negative_prompt"] == ["", ""]
+    for result in results:
+        assert (result.status, result.attempts) == ("ok", 1)
+        assert result.image.size == (64, 48)
+        assert len(np.unique(_pixels(result))) > 1
+
+
+def test_provenance(models_dir: Path, tiny: ImageGenerator) -> None:
+    prov = tiny.provenance
+    assert prov.model_id == "builtin:tiny-sdxl"
+    assert prov.refiner_id is None and prov.refiner_revision is None
+    assert prov.scheduler == "EulerDiscreteScheduler"
+    assert prov.dtype == "float32"
+    assert re.fullmatch(r"sha256:[0-9a-f]{16}", prov.model_revision)
+    assert prov.model_revision == directory_revision(models_dir / "tiny-sdxl")
+
+    refined = _generator(models_dir, preset="tiny-refiner").provenance
+    assert refined.model_revision == prov.model_revision
+    assert refined.refiner_id == "builtin:tiny-sdxl-refiner"
+    assert refined.refiner_revision == directory_revision(models_dir / "tiny-sdxl-refiner")
+    assert refined.refiner_revision != prov.model_revision
+
+    pinned = _generator(models_dir, revision="abc123").provenance
+    assert pinned.model_revision == "abc123"
+
+
+def test_unknown_builtin_and_mismatched_lengths(models_dir: Path, tiny: ImageGenerator) -> None:
+    with pytest.raises(ValueError, match="builtin:tiny-sdxl"):
+        _generator(models_dir, model="builtin:nope").prompt_tokens(["x"])
+    with pytest.raises(ValueError, match="differ in length"):
+        tiny.generate(PROMPTS, caption_ids=IDS[:1], candidate_indices=[0, 0])
