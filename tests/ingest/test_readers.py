@@ -48,8 +48,18 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
 def test_registry_and_reasons() -> None:
     assert list(FORMATS) == ["json", "jsonl", "parquet", "csv", "tsv", "txt", "coco", "flickr8k", "llava"]
     assert sorted(REASONS) == sorted(
-        ["bad_json", "bad_utf8", "bad_csv", "missing_field", "not_a_string", "empty_caption", "too_long",
-         "control_chars", "truncated_file", "bad_record"]
+        [
+            "bad_json",
+            "bad_utf8",
+            "bad_csv",
+            "missing_field",
+            "not_a_string",
+            "empty_caption",
+            "too_long",
+            "control_chars",
+            "truncated_file",
+            "bad_record",
+        ]
     )
 
 
@@ -58,7 +68,8 @@ def test_unknown_format_name_lists_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         read(str(path), fmt="yaml")
     assert str(info.value) == (
-        "unknown caption format 'yaml'; valid: auto, json, jsonl, parquet, csv, tsv, txt, coco, flickr8k, llava"
+        "unknown caption format 'yaml'; valid: auto, json, jsonl, parquet, csv, tsv, txt, coco, "
+        "flickr8k, llava"
     )
 
 
@@ -82,8 +93,17 @@ def test_txt_every_case(tmp_path: Path) -> None:
     )
     path = write(tmp_path, "c.txt", data)
     assert outcome(path, max_caption_chars=30) == [
-        (1, "ok"), (2, "empty_caption"), (3, "empty_caption"), (4, "control_chars"), (5, "bad_utf8"),
-        (6, "control_chars"), (7, "control_chars"), (8, "control_chars"), (9, "ok"), (10, "ok"), (11, "ok"),
+        (1, "ok"),
+        (2, "empty_caption"),
+        (3, "empty_caption"),
+        (4, "control_chars"),
+        (5, "bad_utf8"),
+        (6, "control_chars"),
+        (7, "control_chars"),
+        (8, "control_chars"),
+        (9, "ok"),
+        (10, "ok"),
+        (11, "ok"),
         (12, "ok"),
     ]
     assert outcome(path, max_caption_chars=10)[9:11] == [(10, "too_long"), (11, "ok")]
@@ -98,7 +118,10 @@ def test_txt_every_case(tmp_path: Path) -> None:
     )
     assert items[6].detail == "caption contains control character U+0085 at character 1"
     assert list(read(str(path), max_caption_chars=10))[9] == BadRecord(
-        str(path), 10, "too_long", "caption has 11 characters after whitespace collapsing; the limit is 10",
+        str(path),
+        10,
+        "too_long",
+        "caption has 11 characters after whitespace collapsing; the limit is 10",
         "0123456789A",
     )
 
@@ -146,10 +169,24 @@ def test_jsonl_every_case(tmp_path: Path) -> None:
     ]
     path = write(tmp_path, "x.jsonl", b"\xef\xbb\xbf" + b"\r\n".join(lines))
     assert outcome(path, max_caption_chars=10) == [
-        (1, "ok"), (2, "ok"), (3, "bad_json"), (4, "bad_json"), (5, "bad_record"), (6, "missing_field"),
-        (7, "not_a_string"), (8, "missing_field"), (9, "empty_caption"), (10, "control_chars"),
-        (11, "bad_utf8"), (12, "bad_utf8"), (13, "too_long"), (14, "bad_record"), (15, "bad_record"),
-        (16, "not_a_string"), (17, "ok"), (18, "bad_json"),
+        (1, "ok"),
+        (2, "ok"),
+        (3, "bad_json"),
+        (4, "bad_json"),
+        (5, "bad_record"),
+        (6, "missing_field"),
+        (7, "not_a_string"),
+        (8, "missing_field"),
+        (9, "empty_caption"),
+        (10, "control_chars"),
+        (11, "bad_utf8"),
+        (12, "bad_utf8"),
+        (13, "too_long"),
+        (14, "bad_record"),
+        (15, "bad_record"),
+        (16, "not_a_string"),
+        (17, "ok"),
+        (18, "bad_json"),
     ]
     items = list(read(str(path), max_caption_chars=10))
     p = str(path)
@@ -158,7 +195,11 @@ def test_jsonl_every_case(tmp_path: Path) -> None:
     assert items[16] == Record("e", p, 17, None, "p.png")
     assert items[2] == BadRecord(p, 3, "bad_json", "empty line", "")
     assert items[3] == BadRecord(
-        p, 4, "bad_json", "invalid JSON (Expecting property name enclosed in double quotes, column 2)", "{not json"
+        p,
+        4,
+        "bad_json",
+        "invalid JSON (Expecting property name enclosed in double quotes, column 2)",
+        "{not json",
     )
     assert items[4] == BadRecord(p, 5, "bad_record", "record is a list ([1, 2]), not an object")
     assert items[5] == BadRecord(p, 6, "missing_field", "record has no caption or text field", None, "z")
@@ -191,20 +232,30 @@ def test_json_list_every_case(tmp_path: Path) -> None:
         '{"caption": "bad \udcff byte"}',  # placeholder, replaced by a raw byte below
         '{"caption": ""}',
         '{"id": 7, "caption": "x\\u001fy"}',
-        '{}',
+        "{}",
     ]
     text = "\ufeff[\r\n " + ",\r\n ".join(elements) + "\r\n]\r\n"
     data = text.encode("utf-8", "surrogateescape")
     path = write(tmp_path, "l.json", data)
     assert detect_format(str(path)) == "json"
     assert outcome(path) == [
-        (1, "ok"), (2, "bad_record"), (3, "not_a_string"), (4, "ok"), (5, "bad_utf8"), (6, "empty_caption"),
-        (7, "control_chars"), (8, "missing_field"),
+        (1, "ok"),
+        (2, "bad_record"),
+        (3, "not_a_string"),
+        (4, "ok"),
+        (5, "bad_utf8"),
+        (6, "empty_caption"),
+        (7, "control_chars"),
+        (8, "missing_field"),
     ]
     items = list(read(str(path)))
     assert items[0] == Record("first", str(path), 1, "a/b", "f.jpg")
     assert items[4] == BadRecord(
-        str(path), 5, "bad_utf8", "caption has bytes that are not valid UTF-8 (at character 4)", "bad \ufffd byte"
+        str(path),
+        5,
+        "bad_utf8",
+        "caption has bytes that are not valid UTF-8 (at character 4)",
+        "bad \ufffd byte",
     )
     assert items[6].source_id == "7"
     assert outcome(write(tmp_path, "e.json", "[]")) == []
@@ -313,29 +364,40 @@ def test_coco_unreadable(tmp_path: Path) -> None:
 
 def test_flickr8k(tmp_path: Path) -> None:
     data = (
-        "1000_a.jpg#0\tA child  climbing .\r\n"  # 1
-        "1000_a.jpg#1 A space instead of a tab .\n"  # 2 (as in the published file)
-        "2258_b.jpg.1#0\tpeople waiting\n"  # 3 odd image name, kept as given
-        "1000_a.jpg#2\t\n"  # 4 key, empty caption
-        "1000_a.jpg#3\n"  # 5 key, no caption
-        "\n"  # 6 blank
-        "no key here\n"  # 7
-        "1000_a.jpg#4\tnul\x00here\n"  # 8
-    ).encode() + b"1000_a.jpg#5\tbad \xfe\n"  # 9
+        b"1000_a.jpg#0\tA child  climbing .\r\n"  # 1
+        b"1000_a.jpg#1 A space instead of a tab .\n"  # 2 (as in the published file)
+        b"2258_b.jpg.1#0\tpeople waiting\n"  # 3 odd image name, kept as given
+        b"1000_a.jpg#2\t\n"  # 4 key, empty caption
+        b"1000_a.jpg#3\n"  # 5 key, no caption
+        b"\n"  # 6 blank
+        b"no key here\n"  # 7
+        b"1000_a.jpg#4\tnul\x00here\n"  # 8
+    ) + b"1000_a.jpg#5\tbad \xfe\n"  # 9
     path = write(tmp_path, "Flickr8k.token.txt", data)
     assert detect_format(str(path)) == "flickr8k"
     p = str(path)
     items = list(read(p))
     assert [(i.source_index, "ok" if isinstance(i, Record) else i.reason) for i in items] == [
-        (1, "ok"), (2, "ok"), (3, "ok"), (4, "empty_caption"), (5, "missing_field"), (6, "bad_record"),
-        (7, "bad_record"), (8, "control_chars"), (9, "bad_utf8"),
+        (1, "ok"),
+        (2, "ok"),
+        (3, "ok"),
+        (4, "empty_caption"),
+        (5, "missing_field"),
+        (6, "bad_record"),
+        (7, "bad_record"),
+        (8, "control_chars"),
+        (9, "bad_utf8"),
     ]
     assert items[0] == Record("A child climbing .", p, 1, "1000_a.jpg#0", "1000_a.jpg")
     assert items[1] == Record("A space instead of a tab .", p, 2, "1000_a.jpg#1", "1000_a.jpg")
     assert items[2] == Record("people waiting", p, 3, "2258_b.jpg.1#0", "2258_b.jpg.1")
     assert items[3].source_id == "1000_a.jpg#2"
-    assert items[4] == BadRecord(p, 5, "missing_field", "line has an image key but no caption", None, "1000_a.jpg#3")
-    assert items[6] == BadRecord(p, 7, "bad_record", "line does not look like <image>#<n><TAB><caption>", "no key here")
+    assert items[4] == BadRecord(
+        p, 5, "missing_field", "line has an image key but no caption", None, "1000_a.jpg#3"
+    )
+    assert items[6] == BadRecord(
+        p, 7, "bad_record", "line does not look like <image>#<n><TAB><caption>", "no key here"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ llava
@@ -343,11 +405,15 @@ def test_flickr8k(tmp_path: Path) -> None:
 
 def test_llava(tmp_path: Path) -> None:
     items = [
-        {"id": "004539375", "image": "00453/004539375.jpg", "conversations": [
-            {"from": "human", "value": "Describe the image.\n<image>"},
-            {"from": "gpt", "value": "select luxury  furniture"},
-            {"from": "gpt", "value": "second answer"},
-        ]},
+        {
+            "id": "004539375",
+            "image": "00453/004539375.jpg",
+            "conversations": [
+                {"from": "human", "value": "Describe the image.\n<image>"},
+                {"from": "gpt", "value": "select luxury  furniture"},
+                {"from": "gpt", "value": "second answer"},
+            ],
+        },
         {"id": 5, "image": "b.jpg", "conversations": [{"from": "human", "value": "hi"}]},
         {"id": "6", "image": "c.jpg"},
         {"id": "7", "conversations": "nope"},
@@ -393,13 +459,22 @@ def test_csv_every_case(tmp_path: Path) -> None:
     p = str(path)
     items = list(read(p))
     assert [(i.source_index, "ok" if isinstance(i, Record) else i.reason) for i in items] == [
-        (1, "ok"), (2, "ok"), (3, "ok"), (4, "bad_csv"), (5, "empty_caption"), (6, "empty_caption"),
-        (7, "bad_utf8"), (8, "control_chars"), (9, "bad_csv"),
+        (1, "ok"),
+        (2, "ok"),
+        (3, "ok"),
+        (4, "bad_csv"),
+        (5, "empty_caption"),
+        (6, "empty_caption"),
+        (7, "bad_utf8"),
+        (8, "control_chars"),
+        (9, "bad_csv"),
     ]
     assert items[0] == Record("A cat.", p, 1, "1", "cat.jpg")
     assert items[1] == Record('Multi line, quoted "text"', p, 2, "2", None)
     assert items[2] == Record("no id", p, 3, None, "x.jpg")
-    assert items[3] == BadRecord(p, 4, "bad_csv", "row has 4 fields, the header has 3", "4\ttoo\tmany\tfields")
+    assert items[3] == BadRecord(
+        p, 4, "bad_csv", "row has 4 fields, the header has 3", "4\ttoo\tmany\tfields"
+    )
     assert items[6] == BadRecord(
         p, 7, "bad_utf8", "caption has bytes that are not valid UTF-8 (at character 4)", "bad \ufffd", "7"
     )
@@ -446,7 +521,9 @@ def test_parquet(tmp_path: Path) -> None:
         BadRecord(p, 2, "missing_field", "caption is null", None, "2"),
         Record("no id", p, 3, None, "c.jpg"),
         BadRecord(p, 4, "empty_caption", "caption is empty or only whitespace", "", "4"),
-        BadRecord(p, 5, "control_chars", "caption contains control character U+0000 at character 1", "x\x00", "5"),
+        BadRecord(
+            p, 5, "control_chars", "caption contains control character U+0000 at character 1", "x\x00", "5"
+        ),
     ]
     numbers = tmp_path / "numbers.parquet"
     pq.write_table(pa.table({"text": [1.5, 2.0]}), numbers)
@@ -487,8 +564,8 @@ def test_detect_format(tmp_path: Path) -> None:
     with pytest.raises(UnreadableFileError) as info:
         detect_format(str(write(tmp_path, "a.yaml", "x")))
     assert str(info.value) == (
-        f"{tmp_path / 'a.yaml'}: unknown file extension '.yaml'; known: .csv, .json, .jsonl, .ndjson, .parquet, "
-        ".tsv, .txt"
+        f"{tmp_path / 'a.yaml'}: unknown file extension '.yaml'; "
+        "known: .csv, .json, .jsonl, .ndjson, .parquet, .tsv, .txt"
     )
 
 
@@ -501,7 +578,9 @@ def test_expand_inputs(tmp_path: Path) -> None:
         (tmp_path / name).write_text("{}\n")
     t = str(tmp_path)
     assert expand_inputs([f"{t}/c.txt", f"{t}/*.jsonl", f"{t}/a.jsonl", f"{t}/./c.txt"]) == [
-        f"{t}/c.txt", f"{t}/a.jsonl", f"{t}/b.jsonl",
+        f"{t}/c.txt",
+        f"{t}/a.jsonl",
+        f"{t}/b.jsonl",
     ]
     assert expand_inputs([f"{t}/**/*.jsonl"]) == [f"{t}/a.jsonl", f"{t}/b.jsonl", f"{t}/sub/d.jsonl"]
     with pytest.raises(UnreadableFileError) as info:
@@ -540,6 +619,10 @@ def test_real_coco() -> None:
     assert len(items) == 395
     assert sum(isinstance(item, Record) for item in items) == 395
     assert items[0] == Record(
-        "A plane floating on top of a lake surrounded by mountains.", str(path), 1, "221865", "000000205401.jpg"
+        "A plane floating on top of a lake surrounded by mountains.",
+        str(path),
+        1,
+        "221865",
+        "000000205401.jpg",
     )
     assert len({item.image_ref for item in items}) == 79

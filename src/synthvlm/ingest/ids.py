@@ -6,6 +6,7 @@ import hashlib
 import re
 
 MAX_ID_CHARS = 100
+"""Longest id; ids name files and WebDataset keys, so they stay short."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 

@@ -112,7 +112,8 @@ def _short(value: Any) -> str:
 def _judge_caption(
     path: str, index: int, caption: str, source_id: str | None, image_ref: str | None, limit: int
 ) -> Record | BadRecord:
-    bad = _BAD_CHARS.search(caption)
+    # isprintable() is a fast pre-check: printable text has no controls and no surrogates.
+    bad = None if caption.isprintable() else _BAD_CHARS.search(caption)
     if bad is not None:
         char = bad.group()
         if "\ud800" <= char <= "\udfff":
@@ -136,7 +137,7 @@ def _judge(
     if raw_id is None or raw_id == "":
         source_id = None
     elif isinstance(raw_id, str):
-        if _SURROGATE.search(raw_id):
+        if not raw_id.isascii() and _SURROGATE.search(raw_id):
             return _bad(path, index, "bad_utf8", "id has bytes that are not valid UTF-8", None, raw_id)
         source_id = raw_id
     elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
@@ -147,8 +148,10 @@ def _judge(
     if raw_image is None or raw_image == "":
         image_ref = None
     elif isinstance(raw_image, str):
-        if _SURROGATE.search(raw_image):
-            return _bad(path, index, "bad_utf8", "image reference has bytes that are not valid UTF-8", None, source_id)
+        if not raw_image.isascii() and _SURROGATE.search(raw_image):
+            return _bad(
+                path, index, "bad_utf8", "image reference has bytes that are not valid UTF-8", None, source_id
+            )
         image_ref = raw_image
     else:
         detail = f"image reference is a {type(raw_image).__name__} ({_short(raw_image)}), not a string"
@@ -165,7 +168,9 @@ def _judge(
 
 def _from_object(path: str, index: int, obj: Any, limit: int) -> Record | BadRecord:
     if not isinstance(obj, dict):
-        return _bad(path, index, "bad_record", f"record is a {type(obj).__name__} ({_short(obj)}), not an object")
+        return _bad(
+            path, index, "bad_record", f"record is a {type(obj).__name__} ({_short(obj)}), not an object"
+        )
     caption = obj.get("caption", _MISSING)
     if caption is _MISSING:
         caption = obj.get("text", _MISSING)
@@ -243,7 +248,9 @@ def _json_list_items(path: str, text: str) -> Iterator[tuple[int, Any] | BadReco
         yield index, obj
         pos = _JSON_WS.match(text, pos).end()
         if pos >= end:
-            yield _bad(path, index + 1, "truncated_file", f"file ends after element {index} without closing ']'")
+            yield _bad(
+                path, index + 1, "truncated_file", f"file ends after element {index} without closing ']'"
+            )
             return
         char = text[pos]
         if char == ",":
@@ -255,7 +262,9 @@ def _json_list_items(path: str, text: str) -> Iterator[tuple[int, Any] | BadReco
                 detail = f"unexpected text after the end of the list at character {pos}"
                 yield _bad(path, index + 1, "bad_json", detail)
             return
-        detail = f"expected ',' or ']' after element {index} at character {pos}; the rest of the file was not read"
+        detail = (
+            f"expected ',' or ']' after element {index} at character {pos}; the rest of the file was not read"
+        )
         yield _bad(path, index + 1, "bad_json", detail)
         return
 
@@ -306,7 +315,9 @@ def _llava_records(path: str, text: str, limit: int) -> Iterator[Record | BadRec
                     break
         record = _judge(path, index, caption, obj.get("id"), obj.get("image"), limit)
         if type(record) is BadRecord and record.reason == "missing_field" and caption is _MISSING:
-            record = _bad(path, index, "missing_field", "item has no gpt turn with a value", None, record.source_id)
+            record = _bad(
+                path, index, "missing_field", "item has no gpt turn with a value", None, record.source_id
+            )
         yield record
 
 
@@ -330,7 +341,9 @@ def _read_coco(path: str, *, max_caption_chars: int) -> Iterator[Record | BadRec
     return _coco_records(path, doc["annotations"], files, max_caption_chars)
 
 
-def _coco_records(path: str, annotations: list[Any], files: dict[Any, Any], limit: int) -> Iterator[Record | BadRecord]:
+def _coco_records(
+    path: str, annotations: list[Any], files: dict[Any, Any], limit: int
+) -> Iterator[Record | BadRecord]:
     for index, ann in enumerate(annotations, 1):
         if not isinstance(ann, dict):
             yield _bad(path, index, "bad_record", f"annotation is a {type(ann).__name__}, not an object")
@@ -433,7 +446,9 @@ def _read_delimited(path: str, *, max_caption_chars: int, dialect: str) -> Itera
         header = next(reader)
     except StopIteration:
         f.close()
-        raise UnreadableFileError(f"{path}: file is empty; expected a header row with a caption column") from None
+        raise UnreadableFileError(
+            f"{path}: file is empty; expected a header row with a caption column"
+        ) from None
     except csv.Error as exc:
         f.close()
         raise UnreadableFileError(f"{path}: the header row cannot be parsed ({exc})") from None
@@ -493,7 +508,9 @@ def _read_parquet(path: str, *, max_caption_chars: int) -> Iterator[Record | Bad
     except FileNotFoundError as exc:
         raise UnreadableFileError(f"{path}: cannot open ({exc.strerror or 'no such file'})") from None
     except (OSError, pa.ArrowException) as exc:
-        raise UnreadableFileError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
+        raise UnreadableFileError(
+            f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})"
+        ) from None
     names = parquet.schema_arrow.names
     caption_col = _column(names, _CAPTION_KEYS)
     if caption_col is None:
@@ -504,7 +521,9 @@ def _read_parquet(path: str, *, max_caption_chars: int) -> Iterator[Record | Bad
     return _parquet_records(parquet, columns, path, max_caption_chars)
 
 
-def _parquet_records(parquet: Any, columns: list[str | None], path: str, limit: int) -> Iterator[Record | BadRecord]:
+def _parquet_records(
+    parquet: Any, columns: list[str | None], path: str, limit: int
+) -> Iterator[Record | BadRecord]:
     import pyarrow as pa
 
     wanted = [name for name in columns if name is not None]
@@ -512,7 +531,9 @@ def _parquet_records(parquet: Any, columns: list[str | None], path: str, limit: 
     with parquet:
         try:
             for batch in parquet.iter_batches(batch_size=8192, columns=wanted):
-                values = [batch.column(name).to_pylist() if name else [None] * batch.num_rows for name in columns]
+                values = [
+                    batch.column(name).to_pylist() if name else [None] * batch.num_rows for name in columns
+                ]
                 for caption, raw_id, image in zip(*values, strict=True):
                     index += 1
                     yield _judge(path, index, caption, raw_id, image, limit)
@@ -588,7 +609,7 @@ def detect_format(path: str) -> str:
 
 
 def read(path: str, *, fmt: str = "auto", max_caption_chars: int = 2000) -> Iterator[Record | BadRecord]:
-    """Stream a caption file as Records and BadRecords; raises UnreadableFileError before yielding if unusable."""
+    """Stream a caption file as Records and BadRecords; an unusable file raises before anything is yielded."""
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt not in FORMATS:
