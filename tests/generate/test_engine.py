@@ -173,3 +173,20 @@ def test_unknown_builtin_and_mismatched_lengths(models_dir: Path, tiny: ImageGen
         _generator(models_dir, model="builtin:nope").prompt_tokens(["x"])
     with pytest.raises(ValueError, match="differ in length"):
         tiny.generate(PROMPTS, caption_ids=IDS[:1], candidate_indices=[0, 0])
+
+
+@pytest.mark.gpu
+def test_cuda_auto_is_float16_and_valid(models_dir: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    gen = ImageGenerator(GenerateConfig(preset="tiny-refiner"), models_dir=models_dir, run_seed=RUN_SEED)
+    assert (gen.device, gen.provenance.dtype) == ("cuda", "float16")
+    base, _ = gen._load()
+    assert base.unet.dtype == torch.float16 and base.vae.config.force_upcast
+    first = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    second = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    for a, b in zip(first, second, strict=True):
+        assert (a.status, a.attempts, a.image.size) == ("ok", 1, (64, 64))
+        assert np.array_equal(_pixels(a), _pixels(b))
