@@ -52,13 +52,14 @@ def ingest(
     run: RunOpt,
     fmt: Annotated[str | None, typer.Option("--format", help="Force a format instead of detecting it.")] = None,
     skip_bad_files: Annotated[bool | None, typer.Option("--skip-bad-files", help="Record unparseable files as rejected instead of stopping.")] = None,
+    shard_rows: Annotated[int | None, typer.Option("--shard-rows", help="Input records per shard.")] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Read caption files into the run's caption pool."""
     config = pipeline.load_run_config(run) or RunConfig()
     config = config.updated("ingest", inputs=[str(Path(i).resolve()) if Path(i).exists() else i for i in inputs],
-                            format=fmt, skip_bad_files=skip_bad_files)
+                            format=fmt, skip_bad_files=skip_bad_files, shard_rows=shard_rows)
     _run_stages(run, config, ["ingest"], recompute, "local", quiet)
 
 

@@ -189,6 +189,8 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
             raise UserError(f"stage '{stage.name}' needs '{name}' first: run `synthvlm {name} --run {stage.run_dir}`")
     check_fingerprint(stage)
     fsio.write_json(stage.dir / "phases.json", stage.phases())
+    for stale in stage.dir.rglob(".*.tmp-*"):  # left by a killed worker; never part of any output
+        stale.unlink()
     if is_complete(stage.run_dir, stage.name):
         return funnel(stage.run_dir, stage.name)
     for phase in stage.phases():

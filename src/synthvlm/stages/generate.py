@@ -19,7 +19,14 @@ _GENERATORS: dict[str, Any] = {}
 
 def _generator(stage: GenerateStage) -> Any:
     """One loaded pipeline per worker process and config."""
+    import diffusers
+    import transformers
+
     from synthvlm.generate.engine import ImageGenerator
+
+    # Our own bar reports images/s; the libraries' per-load and per-step bars would interleave with it.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
     key = stage.config.generate.model_dump_json() + f"|{stage.config.seed}|{stage.run_dir}"
     if key not in _GENERATORS:

@@ -1,0 +1,147 @@
+"""The demo recipe end to end: funnel accounting, determinism, kill/resume of model stages, exports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.pipeline.helpers import cli, done_count, kill_when, tmp_exists, tree_digest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "configs" / "demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    result = cli("run", str(DEMO), "--run", str(run), "-q")
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_funnel_accounts_for_every_row(ref):
+    stages = json.loads(cli("status", str(ref), "--json").stdout)["stages"]
+    assert list(stages) == ["ingest", "curate", "generate", "score", "select", "export"]
+    for name, f in stages.items():
+        assert f["in"] == f["kept"] + sum(f["dropped"].values()), name
+        assert f["complete"] and f["tasks_done"] == f["tasks_total"]
+    assert stages["ingest"]["in"] == 52 and stages["ingest"]["kept"] == 50
+    assert stages["ingest"]["dropped"] == {"bad_json": 1, "empty_caption": 1}
+    assert stages["curate"]["in"] == 50
+    curated = stages["curate"]["kept"]
+    assert stages["generate"]["in"] == 2 * curated  # two candidates per caption
+    assert stages["score"]["in"] == stages["generate"]["kept"]
+    assert stages["select"]["in"] == stages["score"]["kept"]
+    assert stages["select"]["kept"] == 24
+    assert stages["select"]["dropped"]["not_best_of_n"] == stages["score"]["kept"] - curated
+    assert stages["export"] == {**stages["export"], "in": 24, "kept": 24, "dropped": {}}
+    rejected = pq.read_table(ref / "curate" / "rejected").to_pylist()
+    assert len(rejected) == sum(stages["curate"]["dropped"].values())
+    assert all(r["stage"] == "curate" and r["reason"] for r in rejected)
+
+
+def test_selection_is_best_of_n_then_top_k(ref):
+    scores = pq.read_table(ref / "score" / "data").to_pylist()
+    best: dict[str, dict] = {}
+    for row in scores:
+        cur = best.get(row["caption_id"])
+        if cur is None or (row["weighted"], -row["candidate_index"]) > (cur["weighted"], -cur["candidate_index"]):
+            best[row["caption_id"]] = row
+    expected = sorted(best.values(), key=lambda r: (-r["weighted"], r["caption_id"]))[:24]
+    selection = pq.read_table(ref / "select" / "data").to_pylist()
+    assert [r["key"] for r in selection] == [r["key"] for r in expected]
+    assert [r["rank"] for r in selection] == list(range(1, 25))
+    assert {r["cutoff"] for r in selection} == {expected[-1]["weighted"]}
+    for row in scores:
+        assert row["weighted"] == pytest.approx(row["clip"] + 0.5 * row["ssim"], abs=1e-12)
+        assert 0.0 <= row["clip"] <= 1.0
+
+
+def test_provenance_regenerates_the_same_pixels(ref, tmp_path):
+    """Same config in a fresh run directory -> byte-identical images, metadata, scores and exports."""
+    run = tmp_path / "run"
+    result = cli("run", str(DEMO), "--run", str(run), "-q")
+    assert result.returncode == 0, result.stderr
+    assert tree_digest(run, skip=("models/",)) == tree_digest(ref, skip=("models/",))
+
+
+@pytest.mark.parametrize(
+    "ready",
+    [
+        lambda run: tmp_exists(run / "generate" / "images"),
+        lambda run: done_count(run / "generate", "generate") >= 2,
+        lambda run: done_count(run / "score", "score") >= 1,
+        lambda run: tmp_exists(run / "export"),
+    ],
+    ids=["mid-generate-shard", "generate-after-2-shards", "score-after-1-shard", "mid-export"],
+)
+def test_kill_and_resume_gives_identical_outputs(ref, tmp_path, ready):
+    run = tmp_path / "run"
+    shutil.copytree(ref / "models", run / "models")  # skip rebuilding the tiny models
+    kill_when(["run", str(DEMO), "--run", str(run), "-q"], lambda: ready(run))
+    assert not (run / "export" / "complete.json").exists()
+    result = cli("run", str(DEMO), "--run", str(run), "-q")
+    assert result.returncode == 0, result.stderr
+    assert tree_digest(run) == tree_digest(ref)
+
+
+def test_exports_load_in_their_libraries(ref):
+    import datasets
+    import webdataset as wds
+
+    export = ref / "export"
+    selection = pq.read_table(ref / "select" / "data").to_pylist()
+    keys = [r["key"] for r in selection]
+
+    llava = json.loads((export / "llava" / "synthvlm_pretrain.json").read_text())
+    assert [e["id"] for e in llava] == keys
+    assert all(e["conversations"][0]["value"].endswith("\n<image>") for e in llava)
+    assert [e["conversations"][1]["value"] for e in llava] == [r["caption"] for r in selection]
+    assert sorted(p.name for p in (export / "llava" / "images").iterdir()) == sorted(f"{k}.jpg" for k in keys)
+
+    shards = sorted(str(p) for p in (export / "webdataset").glob("*.tar"))
+    samples = list(wds.WebDataset(shards, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "txt", "json"))
+    assert [s[0] for s in samples] == keys
+    assert all(s[1].size == (64, 64) for s in samples)
+    assert [s[2] for s in samples] == [r["caption"] for r in selection]
+    assert [s[3]["rank"] for s in samples] == list(range(1, 25))
+
+    files = sorted(str(p) for p in (export / "parquet").glob("*.parquet"))
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert ds.num_rows == 24
+    assert ds[0]["image"].size == (64, 64)
+    assert ds["key"] == keys
+
+    for fmt in ("llava", "webdataset", "parquet"):
+        result = cli("validate", str(export / fmt))
+        assert result.returncode == 0, result.stderr
+
+
+def test_validate_reports_deleted_and_corrupt_images(ref, tmp_path):
+    llava = tmp_path / "llava"
+    shutil.copytree(ref / "export" / "llava", llava)
+    images = sorted((llava / "images").iterdir())
+    images[0].unlink()
+    images[1].write_bytes(images[1].read_bytes()[:100])
+    result = cli("validate", str(llava))
+    assert result.returncode == 1
+    assert f"image {images[0].name} does not exist" in result.stderr
+    assert f"image {images[1].name} does not decode" in result.stderr
+
+    wds_dir = tmp_path / "wds"
+    shutil.copytree(ref / "export" / "webdataset", wds_dir)
+    first = sorted(wds_dir.glob("*.tar"))[0]
+    with tarfile.open(first) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    with tarfile.open(first, "w") as tar:
+        for m, data in members[3:]:  # drop the first sample and one file of the second
+            tar.addfile(m, __import__("io").BytesIO(data))
+    result = cli("validate", str(wds_dir))
+    assert result.returncode == 1
+    assert "23 records found, the selection has 24" in result.stderr
+    assert "expected jpg, txt, json" in result.stderr

@@ -1,0 +1,56 @@
+"""Selection edge cases: ties, K beyond the pool, every candidate failed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from synthvlm.config import RunConfig
+from synthvlm.stages.select import SelectStage, cut, rank_candidates
+
+
+def _light(rows):
+    return pa.table({
+        "caption_id": pa.array([r[0] for r in rows], pa.string()),
+        "candidate_index": pa.array([r[1] for r in rows], pa.int32()),
+        "weighted": pa.array([r[2] for r in rows], pa.float64()),
+    })
+
+
+def test_best_of_n_then_ties_broken_by_id():
+    light = _light([("b", 0, 0.5), ("a", 0, 0.5), ("a", 1, 0.9), ("b", 1, 0.9), ("c", 0, 0.7), ("c", 1, 0.7)])
+    order = rank_candidates(light, key="weighted", best_of_n=True)
+    # a/1 and b/1 tie at 0.9 -> caption id order; c's two candidates tie -> candidate 0.
+    assert order.tolist() == [2, 3, 4]
+    assert rank_candidates(light, key="weighted", best_of_n=False).tolist() == [2, 3, 4, 5, 1, 0]
+
+
+def test_cut_modes():
+    values = np.array([0.9, 0.8, 0.8, 0.1])
+    assert cut(4, values, top_k=10, fraction=None, threshold=None) == 4  # K larger than the pool
+    assert cut(4, values, top_k=2, fraction=None, threshold=None) == 2
+    assert cut(4, values, top_k=None, fraction=0.5, threshold=None) == 2
+    assert cut(4, values, top_k=None, fraction=0.3, threshold=None) == 2  # ceil(1.2)
+    assert cut(4, values, top_k=None, fraction=None, threshold=0.8) == 3
+
+
+def test_empty_pool_when_every_candidate_failed(tmp_path):
+    from synthvlm import schema
+    from synthvlm.fsio import write_table
+
+    write_table(tmp_path / "score" / "data" / "part-00000.parquet", schema.SCORE.empty_table())
+    stage = SelectStage(tmp_path, RunConfig())
+    stats = stage.run_task(stage.tasks("select")[0])
+    assert (stats.n_in, stats.kept, stats.dropped) == (0, 0, {})
+    out = pa.parquet.read_table(stage.data_path(0))
+    assert out.num_rows == 0 and out.schema == schema.SELECTION
+
+
+@pytest.mark.parametrize("bad", [{"top_k": 3, "fraction": 0.5}, {"fraction": 1.5}, {"top_k": 0}])
+def test_select_config_rejects_ambiguous_or_invalid_cuts(bad):
+    from synthvlm.config import parse_config
+    from synthvlm.errors import UserError
+
+    with pytest.raises(UserError, match="invalid config: select"):
+        parse_config({"select": bad}, origin="x.yaml")
