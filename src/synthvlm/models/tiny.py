@@ -21,8 +21,15 @@ MERGES: tuple[tuple[str, str], ...] = (
     ("a", "t</w>"),
     ("c", "at</w>"),
 )
-CLIP_DIMS = {"hidden": 32, "intermediate": 37, "layers": 2, "heads": 4, "projection": 32, "image": 30, "patch": 2}
-_TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+CLIP_DIMS = {
+    "hidden": 32,
+    "intermediate": 37,
+    "layers": 2,
+    "heads": 4,
+    "projection": 32,
+    "image": 30,
+    "patch": 2,
+}
 _CLIP_MARKER = "model.safetensors"
 
 
@@ -68,4 +75,57 @@ def build_clip_tokenizer(path: str | Path) -> Path:
         "pad_token": EOS,
     }
     _write_text(path / "tokenizer_config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _clip_complete(path: Path) -> bool:
+    """Whether ``path`` holds a finished tiny CLIP build (it only ever appears by an atomic rename)."""
+    return (path / _CLIP_MARKER).is_file() and (path / "preprocessor_config.json").is_file()
+
+
+def build_tiny_clip(path: str | Path) -> Path:
+    """Build (once) a tiny random CLIPModel with its processor files, so CLIPScore runs offline in tests."""
+    path = Path(path)
+    if _clip_complete(path):
+        return path
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    d = CLIP_DIMS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        tokenizer_dir = build_clip_tokenizer(tmp)
+        vocab_size = len(json.loads((tokenizer_dir / "vocab.json").read_text(encoding="utf-8")))
+        common = {
+            "hidden_size": d["hidden"],
+            "intermediate_size": d["intermediate"],
+            "num_hidden_layers": d["layers"],
+            "num_attention_heads": d["heads"],
+        }
+        config = CLIPConfig(
+            text_config={
+                **common,
+                "vocab_size": vocab_size,
+                "max_position_embeddings": 77,
+                "bos_token_id": vocab_size - 2,
+                "eos_token_id": vocab_size - 1,
+                "pad_token_id": vocab_size - 1,
+            },
+            vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
+            projection_dim=d["projection"],
+        )
+        # Seed a forked RNG so the weights are fixed without touching the caller's global RNG state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = CLIPModel(config).eval()
+        model.save_pretrained(tmp)
+        CLIPImageProcessorPil(
+            size={"shortest_edge": d["image"]}, crop_size={"height": d["image"], "width": d["image"]}
+        ).save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the model dir is shared with workers
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path

@@ -54,10 +54,10 @@ def _box7(m: np.ndarray) -> np.ndarray:
 
 
 def ssim_pair(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two 2-D uint8 images, equal to skimage's ``structural_similarity(a, b)`` defaults but faster."""
+    """SSIM of two 2-D uint8 images: skimage's ``structural_similarity(a, b)`` defaults, but faster."""
     if a.dtype != np.uint8 or b.dtype != np.uint8 or a.ndim != 2 or a.shape != b.shape:
         raise ValueError(
-            f"ssim_pair needs two 2-D uint8 arrays of one shape, got {a.dtype}{a.shape} and {b.dtype}{b.shape}."
+            f"ssim_pair needs two 2-D uint8 arrays of one shape, got {a.dtype}{a.shape}, {b.dtype}{b.shape}."
         )
     if min(a.shape) < WIN:
         raise ValueError(f"Images must be at least {WIN}x{WIN} pixels for SSIM, got {a.shape}.")
@@ -106,7 +106,9 @@ def _round_trip(image: Image.Image, size: int, low: int) -> tuple[np.ndarray, np
     if image.mode not in ("RGB", "L"):
         raise ValueError(f"SSIM expects an RGB or L image, got mode {image.mode!r}; convert it first.")
     ref = image.resize((size, size), Image.Resampling.BILINEAR)
-    degraded = ref.resize((low, low), Image.Resampling.BILINEAR).resize((size, size), Image.Resampling.BILINEAR)
+    degraded = ref.resize((low, low), Image.Resampling.BILINEAR).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     return np.asarray(ref.convert("L")), np.asarray(degraded.convert("L"))
 
 
@@ -121,12 +123,14 @@ def paper_ssim_batch(images: Sequence[Image.Image], *, size: int = 768, low: int
 
 
 def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched SSIM of (N, H, W) float images on a 0..255 scale, same definition as ``ssim_pair``, per image."""
+    """Per-image SSIM of (N, H, W) float images on a 0..255 scale, same definition as ``ssim_pair``."""
     import torch
     import torch.nn.functional as F
 
     if a.ndim != 3 or a.shape != b.shape or not a.is_floating_point():
-        raise ValueError(f"ssim_torch needs two float (N, H, W) tensors of one shape, got {a.shape}, {b.shape}.")
+        raise ValueError(
+            f"ssim_torch needs two float (N, H, W) tensors of one shape, got {a.shape}, {b.shape}."
+        )
     if min(a.shape[1:]) < WIN:
         raise ValueError(f"Images must be at least {WIN}x{WIN} pixels for SSIM, got {tuple(a.shape[1:])}.")
     # Second moments are shift-invariant: take them on centred values so float32 keeps its precision.

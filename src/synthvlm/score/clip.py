@@ -1,0 +1,84 @@
+"""CLIPScore as the SynthVLM code computes it: cosine of CLIP image and "A photo depicts <caption>" text.
+
+The authors' released scorer (github.com/starriver030515/SynthVLM, ``clipscore/clipscore.py``) uses CLIP
+ViT-B/32, the prefix "A photo depicts ", text truncated to CLIP's 77 tokens, bicubic resize + center crop,
+fp16 on CUDA and fp32 on CPU, and stores ``2.5 * max(cos, 0) / 2.5``: the clamped cosine, no 2.5 factor.
+Images go through the PIL image processor (bicubic resize like the reference), whether or not torchvision
+is installed, so scores do not depend on the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+class ClipScorer:
+    """Cosine similarity of CLIP image and caption embeddings; the model loads lazily on first use."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        revision: str | None = None,
+        device: str = "cpu",
+        prefix: str = "A photo depicts ",
+        batch_size: int = 32,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.model = model
+        self.revision = revision
+        self.device = device
+        self.prefix = prefix
+        self.batch_size = batch_size
+        self._loaded: tuple[Any, Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        """CLIP model, tokenizer and image processor, loaded once per scorer (and so per worker)."""
+        if self._loaded is None:
+            import torch
+            from transformers import CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
+
+            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            # Safetensors when the repo has them; older CLIP repos only ship .bin (loaded weights-only).
+            model = CLIPModel.from_pretrained(self.model, revision=self.revision, dtype=dtype).to(self.device)
+            tokenizer = CLIPTokenizer.from_pretrained(self.model, revision=self.revision)
+            image_processor = CLIPImageProcessorPil.from_pretrained(self.model, revision=self.revision)
+            self._loaded = (model.eval(), tokenizer, image_processor)
+        return self._loaded
+
+    def cosines(self, images: Sequence[Image.Image], captions: Sequence[str]) -> np.ndarray:
+        """Raw cosine(image, prefix + caption) per pair (float64); text past the model's length is cut."""
+        if len(images) != len(captions):
+            raise ValueError(f"Got {len(images)} images but {len(captions)} captions; they must pair up.")
+        import torch
+
+        model, tokenizer, image_processor = self._load()
+        out = np.empty(len(images), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                stop = start + self.batch_size
+                text = tokenizer(
+                    [self.prefix + c for c in captions[start:stop]],
+                    padding=True,
+                    truncation=True,
+                    return_tensors="pt",
+                ).to(self.device)
+                pixels = image_processor(images=list(images[start:stop]), return_tensors="pt")["pixel_values"]
+                image_emb = model.get_image_features(
+                    pixel_values=pixels.to(self.device, model.dtype)
+                ).pooler_output
+                text_emb = model.get_text_features(**text).pooler_output
+                image_emb = torch.nn.functional.normalize(image_emb.double(), dim=-1)
+                text_emb = torch.nn.functional.normalize(text_emb.double(), dim=-1)
+                out[start:stop] = (image_emb * text_emb).sum(dim=-1).cpu().numpy()
+        return out
+
+
+def clip_score(cosines: np.ndarray) -> np.ndarray:
+    """The paper's CLIPScore: cosine clamped at 0, without CLIPScore's 2.5 weight (it divides it back out)."""
+    return np.maximum(np.asarray(cosines, dtype=np.float64), 0.0)
