@@ -383,14 +383,14 @@ class _Chunk:
         if cp.size == 0:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
-        sep = (cp == 32) | (cp == 10) | (cp == 9)
+        sep = (cp == 32) | (cp == 10) | (cp == 9)  # all three are special characters too
         starts_token = np.empty(cp.size, dtype=bool)
         starts_token[0] = True
         starts_token[1:] = sep[:-1]
         starts_token[self.offsets[:-1][self.lengths > 0]] = True
         starts_token &= ~sep
         token = np.cumsum(starts_token)
-        kept = np.flatnonzero(~sep & ~_special_table()[cp])
+        kept = np.flatnonzero(~_special_table()[cp])
         if kept.size == 0:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
@@ -409,15 +409,24 @@ class _Chunk:
         val = self.cp.astype(np.uint64)
         val[(self.cp >= 65) & (self.cp <= 90)] += np.uint64(32)
         val += np.uint64(1)
-        powers = np.full(val.size, _HASH_P, dtype=np.uint64)
-        powers[0] = 1
-        np.cumprod(powers, out=powers)
-        inv = np.full(val.size, np.uint64(pow(int(_HASH_P), -1, 1 << 64)), dtype=np.uint64)
-        inv[0] = 1
-        np.cumprod(inv, out=inv)
+        powers, inverse = _powers(val.size)
         prefix = np.zeros(val.size + 1, dtype=np.uint64)
         np.cumsum(val * powers, out=prefix[1:])
-        return (prefix[last + 1] - prefix[first]) * inv[first]
+        return (prefix[last + 1] - prefix[first]) * inverse[first]
+
+
+_POWERS: list[np.ndarray] = []
+
+
+def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**k and P**-k modulo 2**64 for k < size, computed once and reused across chunks."""
+    if not _POWERS or _POWERS[0].size < size:
+        grown = max(size, 1 << 20)
+        powers = np.full(grown, _HASH_P, dtype=np.uint64)
+        inverse = np.full(grown, np.uint64(pow(int(_HASH_P), -1, 1 << 64)), dtype=np.uint64)
+        powers[0] = inverse[0] = 1
+        _POWERS[:] = [np.cumprod(powers), np.cumprod(inverse)]
+    return _POWERS[0][:size], _POWERS[1][:size]
 
 
 def _rows_with_repeated_window(values: np.ndarray, rows: np.ndarray, n: int, n_rows: int) -> np.ndarray:
@@ -600,7 +609,9 @@ class FlaggedWordsFilter(TextFilter):
     def _compute_chunk(self, chunk: _Chunk) -> np.ndarray:
         out = np.zeros(chunk.n, dtype=np.float64)
         first, last, word_rows = chunk.words()
-        hits = np.isin(chunk.ascii_lower_word_hashes(first, last), _flagged_hashes())
+        hashes = chunk.ascii_lower_word_hashes(first, last)
+        table = _flagged_hashes()
+        hits = table[np.minimum(np.searchsorted(table, hashes), table.size - 1)] == hashes
         suspects = chunk.non_ascii()
         suspects[word_rows[hits]] = True
         return self._settle(chunk, out, suspects)
