@@ -203,9 +203,9 @@ def validate(folders: Annotated[list[Path], typer.Argument(help="Export folders 
         problems = validate_export(folder)
         if problems:
             failed = True
-            err.print(f"{folder}: {len(problems)} problem(s)")
+            typer.echo(f"{folder}: {len(problems)} problem(s)", err=True)
             for p in problems:
-                err.print(f"  {p}", markup=False)
+                typer.echo(f"  {p}", err=True)
         else:
             out.print(f"{folder}: ok")
     if failed:

@@ -145,7 +145,7 @@ def commit(stage: Stage, task: Task, stats: TaskStats) -> None:
 def completed(stage: Stage, phase: str) -> set[int]:
     """Indices of the completed tasks of a phase."""
     folder = stage.dir / "done"
-    return {int(p.stem.rsplit("-", 1)[1]) for p in folder.glob(f"{phase}-*.json")}
+    return {int(p.stem.rsplit("-", 1)[1]) for p in folder.glob(f"{phase}-[0-9]*.json")}
 
 
 # -- driver ---------------------------------------------------------------------------------------

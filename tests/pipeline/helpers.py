@@ -48,7 +48,7 @@ def kill_when(args: list[str], ready: callable, *, timeout: float = 120) -> None
 
 
 def done_count(stage_dir: Path, phase: str) -> int:
-    return len(list((stage_dir / "done").glob(f"{phase}-*.json")))
+    return len(list((stage_dir / "done").glob(f"{phase}-[0-9]*.json")))
 
 
 def tmp_exists(stage_dir: Path) -> bool:
