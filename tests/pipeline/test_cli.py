@@ -1,0 +1,63 @@
+"""CLI contracts: `status --json` shape, one-line user errors, the real Flickr8k pool accounted for."""
+
+from __future__ import annotations
+
+import json
+
+from tests.pipeline.helpers import cli
+
+
+def test_flickr8k_ingest_curate_status_accounts_for_every_caption(tmp_path, shared_data):
+    run = tmp_path / "run"
+    assert cli("ingest", str(shared_data / "flickr8k" / "Flickr8k.token.txt"), "--run", str(run), "-q").returncode == 0
+    assert cli("curate", "--run", str(run), "-q").returncode == 0
+    stages = json.loads(cli("status", str(run), "--json").stdout)["stages"]
+    assert stages["ingest"]["in"] == 40_460
+    assert stages["ingest"]["kept"] == 40_460
+    assert stages["curate"]["in"] == 40_460
+    assert stages["curate"]["dropped"]["special_characters_filter"] == 1442
+    assert stages["curate"]["dropped"]["character_repetition_filter"] == 319
+    assert stages["curate"]["dropped"]["flagged_words_filter"] == 15
+    assert stages["curate"]["dropped"]["alphanumeric_filter"] == 1
+    rules_kept = 40_460 - 1442 - 319 - 15 - 1
+    assert stages["curate"]["kept"] + stages["curate"]["dropped"]["duplicate_text"] == rules_kept
+    for f in stages.values():
+        assert f["in"] == f["kept"] + sum(f["dropped"].values())
+
+
+def test_status_json_shape(tmp_path):
+    pool = tmp_path / "pool.txt"
+    pool.write_bytes(b"A dog on a beach.\n\n   \nA cat \x00 on a mat.\nA red car parked on the street.\n\xff\xfe bad bytes\n")
+    run = tmp_path / "run"
+    assert cli("ingest", str(pool), "--run", str(run), "-q").returncode == 0
+    report = json.loads(cli("status", str(run), "--json").stdout)
+    assert list(report) == ["stages"]
+    ingest = report["stages"]["ingest"]
+    assert (ingest["in"], ingest["kept"]) == (6, 2)
+    assert ingest["dropped"] == {"bad_utf8": 1, "control_chars": 1, "empty_caption": 2}
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    missing = cli("ingest", str(tmp_path / "nope.jsonl"), "--run", str(tmp_path / "r"))
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "nope.jsonl" in missing.stderr and "Traceback" not in missing.stderr
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("this is not json at all")
+    bad = cli("ingest", str(broken), "--run", str(tmp_path / "r2"), "--format", "json")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1 and "broken.json" in bad.stderr
+
+    skipped = cli("ingest", str(broken), "--run", str(tmp_path / "r3"), "--format", "json", "--skip-bad-files", "-q")
+    assert skipped.returncode == 0
+    stages = json.loads(cli("status", str(tmp_path / "r3"), "--json").stdout)["stages"]
+    assert stages["ingest"]["dropped"] == {"unreadable_file": 1}
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("generate:\n  preset: nonsense\n")
+    result = cli("run", str(config), "--run", str(tmp_path / "r4"))
+    assert result.returncode == 2
+    assert "invalid config: generate" in result.stderr and "unknown generate preset 'nonsense'" in result.stderr
+
+    early = cli("generate", "--run", str(tmp_path / "r3"))
+    assert early.returncode == 2 and "needs 'curate' first" in early.stderr
