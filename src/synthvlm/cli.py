@@ -212,6 +212,44 @@ def validate(folders: Annotated[list[Path], typer.Argument(help="Export folders 
         raise typer.Exit(1)
 
 
+@app.command()
+def plan(
+    config_file: Annotated[Path, typer.Argument(help="YAML recipe of the job to project.")],
+    gpus: Annotated[int, typer.Option("--gpus", help="Number of GPUs.")],
+    gpu_type: Annotated[str, typer.Option("--gpu-type", help="GPU the cost was measured on (H100 has a published anchor).")] = "H100",
+    captions: Annotated[int | None, typer.Option("--captions", help="Captions to generate for (default: the run's curated count).")] = None,
+    run: Annotated[Path | None, typer.Option("--run", help="A run whose curated captions and generate timings to use.")] = None,
+    seconds_per_image: Annotated[float | None, typer.Option("--seconds-per-image", help="Measured cost at the recipe's steps and size.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Project GPU-hours and wall time of the recipe's generate job from a measured per-image cost."""
+    from synthvlm.plan import PUBLISHED_S_PER_IMAGE, Measured, measured_from_run, project
+
+    config = load_config(config_file)
+    if captions is None:
+        if run is None:
+            raise UserError("pass --captions N, or --run RUN to use a run's curated caption count")
+        captions = pipeline.status(run)["stages"].get("curate", {}).get("kept", 0)
+    if seconds_per_image is not None:
+        gen = config.generate
+        measured = Measured(seconds_per_image, gen.steps, gen.width * gen.height, "given on the command line")
+    elif run is not None and (run / "generate" / "timing").is_dir():
+        measured = measured_from_run(run)
+    elif gpu_type in PUBLISHED_S_PER_IMAGE:
+        s, steps, px = PUBLISHED_S_PER_IMAGE[gpu_type]
+        measured = Measured(s, steps, px, f"published {gpu_type} anchor: diffusers fp16 batch 1, SDXL base")
+    else:
+        raise UserError(f"no measured cost for {gpu_type}: pass --seconds-per-image or --run with generate timings")
+    result = project(config, captions=captions, gpus=gpus, gpu_type=gpu_type, measured=measured)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        return
+    out.print(f"{result.images:,} images x {result.seconds_per_image:.2f} s = {result.gpu_hours:,.1f} GPU-hours; "
+              f"{result.wall_hours:,.1f} h wall on {gpus} x {gpu_type}")
+    for line in result.assumptions:
+        out.print(f"  - {line}", markup=False)
+
+
 _PRESET_KEYS = {"model", "refiner", "steps", "guidance", "high_noise_frac", "width", "height", "max_sequence_length"}
 
 

@@ -29,7 +29,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([sys.executable, "-m", "synthvlm", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
-def kill_when(args: list[str], ready: callable, *, timeout: float = 120) -> None:
+def kill_when(args: list[str], ready: callable, *, timeout: float = 900) -> None:
     """Start `synthvlm ARGS`, SIGKILL it as soon as `ready()` is true (polled every millisecond)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "synthvlm", *args], env=env,
