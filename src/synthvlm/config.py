@@ -35,12 +35,76 @@ class FilterSpec(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class PerplexityConfig(_Model):
+    """Drop captions a causal LM finds too unlikely (hub id or local path; `builtin:tiny-lm` in tests)."""
+
+    model: str
+    revision: str | None = None
+    max_perplexity: float = Field(gt=0)
+    batch_size: int = Field(32, gt=0)
+    max_tokens: int = Field(128, gt=1)
+    device: str = "auto"
+
+
+class AlignmentConfig(_Model):
+    """Original-pair alignment: CLIP cosine and BLIP image-text matching against the caption's source image."""
+
+    clip_model: str | None = "openai/clip-vit-base-patch32"
+    min_clip: float = 0.28
+    itm_model: str | None = "Salesforce/blip-itm-base-coco"
+    min_itm: float = Field(0.8, ge=0, le=1)
+    image_root: str | None = None
+    batch_size: int = Field(16, gt=0)
+    device: str = "auto"
+
+
+class NearDupConfig(_Model):
+    """MinHash LSH near-duplicate removal over normalised text; the first caption of a cluster stays."""
+
+    shingle: Literal["word", "char"] = "word"
+    shingle_size: int = Field(3, gt=0)
+    num_perm: int = Field(128, gt=1)
+    threshold: float = Field(0.8, gt=0, lt=1)
+    seed: int = 1
+
+
+class DecontamConfig(_Model):
+    """Drop captions sharing word n-grams with evaluation captions (files any ingest reader reads)."""
+
+    eval_files: list[str] = Field(min_length=1)
+    format: str = "auto"
+    ngram: int = Field(8, gt=0)
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
+class JudgeConfig(_Model):
+    """LLM Yes/No judge: an OpenAI-compatible endpoint or a local transformers model, answers cached."""
+
+    backend: Literal["openai", "transformers"] = "openai"
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    template: str | None = None
+    concurrency: int = Field(8, gt=0)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff: float = Field(1.0, ge=0)
+    max_new_tokens: int = Field(4, gt=0)
+    batch_size: int = Field(8, gt=0)
+    device: str = "auto"
+
+
 class CurateConfig(_Model):
-    """Caption curation: a recipe of filters, then exact dedup on normalised text."""
+    """Caption curation: a recipe of filters, exact dedup, then the optional model and set-based steps."""
 
     recipe: str = "synthvlm"
     filters: list[FilterSpec] | None = None
     dedup: bool = True
+    perplexity: PerplexityConfig | None = None
+    alignment: AlignmentConfig | None = None
+    near_dup: NearDupConfig | None = None
+    decontamination: DecontamConfig | None = None
+    judge: JudgeConfig | None = None
 
 
 GENERATE_PRESETS: dict[str, dict[str, Any]] = {
@@ -107,6 +171,10 @@ class GenerateConfig(_Model):
     image_format: Literal["jpg", "png", "webp"] = "jpg"
     jpeg_quality: int = Field(95, ge=1, le=100)
     max_attempts: int = Field(3, gt=0)
+    vae: str | None = None
+    """Replacement VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix to decode in fp16 without NaNs."""
+    compile: bool = False
+    """torch.compile the UNet on CUDA: slower first batch, faster steady state."""
 
     @model_validator(mode="after")
     def _apply_preset(self) -> GenerateConfig:
@@ -165,6 +233,17 @@ class ExportConfig(_Model):
     rows_per_shard: int = Field(1000, gt=0)
 
 
+class RayConfig(_Model):
+    """Where the Ray executor runs and what each worker asks for; never part of any stage's fingerprint."""
+
+    address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:PORT": join a cluster
+    actors: int | None = Field(None, gt=0)  # per model stage; None: one per GPU in the cluster, else 2
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float | None = Field(None, ge=0)  # per actor; None: 1 when the cluster has GPUs, else 0
+    memory_gb: float | None = Field(None, gt=0)  # per actor or task, so Ray never packs too many on a node
+    max_retries: int = Field(2, ge=0)  # extra attempts of a failing or lost task before the run fails
+
+
 class RunConfig(_Model):
     """A whole synthvlm job; saved resolved as RUN/config.yaml."""
 
@@ -175,6 +254,7 @@ class RunConfig(_Model):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     def updated(self, section: str, **changes: Any) -> RunConfig:
         """A copy with some fields of one section replaced (None values are ignored)."""

@@ -157,10 +157,18 @@ class ImageGenerator:
             kwargs["local_files_only"] = True
         else:
             kwargs["revision"] = revision
+        if self.config.vae is not None:
+            from diffusers import AutoencoderKL
+
+            vae_source, vae_local = self._source(self.config.vae)
+            vae_kwargs = {"local_files_only": True} if vae_local else {}
+            kwargs["vae"] = AutoencoderKL.from_pretrained(vae_source, dtype=kwargs["dtype"], use_safetensors=True, **vae_kwargs)
         pipe = DiffusionPipeline.from_pretrained(source, **kwargs).to(self.device)
         pipe.set_progress_bar_config(disable=True)
         if self.device.startswith("cuda") and hasattr(pipe, "unet"):
             pipe.unet.to(memory_format=torch.channels_last)
+            if self.config.compile:
+                pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
         return pipe
 
     def _load(self) -> tuple[Any, Any]:
