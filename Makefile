@@ -2,12 +2,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup test lint bench demo clean
+.PHONY: setup setup-browser test lint bench demo clean
 
 setup:  ## create ./.venv and install synthvlm (editable) with dev tools, pinned by constraints.txt
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+
+setup-browser:  ## headless Chromium for the report's browser tests (Debian/Ubuntu, as root); they skip without it
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 test:  ## fast CPU test tier (slow/gpu tests are skipped)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q

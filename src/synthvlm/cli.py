@@ -253,6 +253,16 @@ def plan(
 _PRESET_KEYS = {"model", "refiner", "steps", "guidance", "high_noise_frac", "width", "height", "max_sequence_length"}
 
 
+def _register_feature_commands() -> None:
+    """Commands that live with their feature package."""
+    from synthvlm.report.commands import register as register_report
+
+    register_report(app)
+
+
+_register_feature_commands()
+
+
 def main() -> None:
     """Entry point: user mistakes print one line and exit 2; bugs still raise."""
     try:

@@ -1,0 +1,393 @@
+"""The HTML quality report of a run: funnel, score distributions, image grids, provenance, cost, Table 4.
+
+The report is one HTML file plus an assets folder beside it (PNG plots, JPEG thumbnails); it references
+nothing outside that folder, so it opens offline and can be copied as a unit. The page comes from a
+Jinja2 template with autoescaping always on: every caption, id and path from data is shown as text.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthvlm import fsio
+from synthvlm.errors import UserError
+
+METRICS = ("clip", "ssim", "weighted")
+GRIDS = (
+    ("top", "Top of the ranking"),
+    ("above", "Just above the cut-off (last selected)"),
+    ("below", "Just below the cut-off (first not selected)"),
+    ("bottom", "Bottom of the ranking"),
+)
+"""Image grids in page order: id and heading. All are taken from the ranking `select` cuts."""
+
+
+def default_out(run: str | Path) -> Path:
+    """Where `synthvlm report RUN` writes when no --out is given."""
+    return Path(run) / "report.html"
+
+
+def assets_dir(out: Path) -> Path:
+    """The assets folder of a report file: `NAME_assets/` beside `NAME.html`."""
+    return out.with_name(f"{out.stem}_assets")
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def _read(folder: Path, columns: list[str] | None = None) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted(folder.glob("part-*.parquet"))
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files]) if files else None
+
+
+def _means(table: Any) -> dict[str, float | None]:
+    return {
+        m: (float(np.mean(table.column(m).to_numpy())) if table is not None and table.num_rows else None)
+        for m in METRICS
+    }
+
+
+def provenance(run: Path) -> dict[str, Any]:
+    """Generation settings as recorded per image: each distinct setting with its count, and the seed range."""
+    table = _read(run / "generate" / "data")
+    if table is None or table.num_rows == 0:
+        return {"settings": [], "seed_min": None, "seed_max": None, "candidates": 0, "attempts": 0}
+    cols = [
+        "model_id",
+        "model_revision",
+        "refiner_id",
+        "refiner_revision",
+        "scheduler",
+        "steps",
+        "guidance",
+        "width",
+        "height",
+        "dtype",
+    ]
+    groups = table.group_by(cols).aggregate([("key", "count")]).sort_by([(c, "ascending") for c in cols[:2]])
+    settings = [{**{c: row[c] for c in cols}, "images": row["key_count"]} for row in groups.to_pylist()]
+    seeds = table.column("seed").to_numpy()
+    return {
+        "settings": settings,
+        "seed_min": int(seeds.min()),
+        "seed_max": int(seeds.max()),
+        "candidates": table.num_rows,
+        "attempts": int(table.column("attempts").to_numpy().sum()),
+    }
+
+
+def cost(run: Path, *, selected: int, target: int) -> dict[str, Any] | None:
+    """Model time per image from `generate/timing`, and GPU-hours to reach `target` selected images.
+
+    hours = target / rate * seconds_per_image / 3600 with rate = selected / candidates: the selection rate
+    observed in this run, and seconds per candidate image (retries of invalid images included).
+    """
+    timing = _read(run / "generate" / "timing")
+    if timing is None or timing.num_rows == 0:
+        return None
+    seconds = float(np.sum(timing.column("seconds").to_numpy()))
+    candidates = timing.num_rows
+    rate = selected / candidates
+    per_image = seconds / candidates
+    return {
+        "model_seconds": seconds,
+        "candidates": candidates,
+        "seconds_per_image": per_image,
+        "images_per_second": candidates / seconds if seconds > 0 else None,
+        "selected": selected,
+        "selection_rate": rate,
+        "target": target,
+        "gpu_hours": target / rate * per_image / 3600 if rate > 0 else None,
+    }
+
+
+def keep_rate_curve(values: np.ndarray, *, points: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of `values` at or above each threshold: what `select --threshold t` would keep of the pool."""
+    if len(values) == 0:
+        return np.zeros(0), np.zeros(0)
+    thresholds = np.linspace(values.min(), values.max(), points)
+    ordered = np.sort(values)
+    kept = len(ordered) - np.searchsorted(ordered, thresholds, side="left")
+    return thresholds, kept / len(values)
+
+
+def grid_indices(n_ranked: int, n_selected: int, *, size: int) -> dict[str, list[int]]:
+    """Positions in the ranking for each grid: top, just above and just below the cut-off, bottom."""
+    return {
+        "top": list(range(min(size, n_ranked))),
+        "above": list(range(max(0, n_selected - size), n_selected)),
+        "below": list(range(n_selected, min(n_ranked, n_selected + size))),
+        "bottom": list(range(max(0, n_ranked - size), n_ranked)),
+    }
+
+
+def dataset_rows(datasets: Sequence[str | Path], score_settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table-4 rows from `score-dataset` outputs, flagged where their metric settings differ from the run."""
+    rows = []
+    for item in datasets:
+        path = Path(item)
+        path = path / "summary.json" if path.is_dir() else path
+        if not path.is_file():
+            raise UserError(
+                f"{item}: not a score-dataset output (no summary.json); run `synthvlm score-dataset` first"
+            )
+        summary = fsio.read_json(path)
+        differs = sorted(k for k, v in summary["score"].items() if score_settings.get(k) != v)
+        rows.append({**summary, "differs": differs})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- plots
+
+
+def _figure(width: float = 5.0, height: float = 3.2) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _save(fig: Any, path: Path) -> None:
+    # No metadata: the same data gives the same PNG bytes.
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+
+
+def plot_histogram(
+    path: Path, *, metric: str, all_values: np.ndarray, selected: np.ndarray, cutoff: float | None
+) -> None:
+    """All candidates and the selected set on shared bins; the cut-off drawn on the ranking key."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    values = all_values if len(all_values) else np.zeros(1)
+    bins = np.histogram_bin_edges(values, bins=30)
+    ax.hist(all_values, bins=bins, color="#9aa5b1", label=f"all candidates ({len(all_values)})")
+    ax.hist(selected, bins=bins, color="#2b6cb0", alpha=0.85, label=f"selected ({len(selected)})")
+    if cutoff is not None:
+        ax.axvline(cutoff, color="#c53030", linestyle="--", linewidth=1.5, label=f"cut-off {cutoff:.4f}")
+    ax.set_xlabel(metric)
+    ax.set_ylabel("images")
+    ax.locator_params(axis="x", nbins=5)
+    ax.ticklabel_format(axis="x", useOffset=False)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_keep_rate(path: Path, *, values: np.ndarray, key: str, cutoff: float | None, selected: int) -> None:
+    """Keep-rate of the best-of-N pool versus a threshold on the ranking key, the run's cut-off marked."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    thresholds, rate = keep_rate_curve(values)
+    ax.plot(thresholds, rate, color="#2b6cb0")
+    if cutoff is not None and len(values):
+        ax.axvline(cutoff, color="#c53030", linestyle="--", linewidth=1.5)
+        ax.plot(
+            [cutoff],
+            [selected / len(values)],
+            "o",
+            color="#c53030",
+            label=f"this run: {selected} of {len(values)} at {cutoff:.4f}",
+        )
+        ax.legend(fontsize=8)
+    ax.set_xlabel(f"threshold on {key}")
+    ax.set_ylabel("fraction of best-of-N pool kept")
+    ax.set_ylim(0, 1.02)
+    _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------- thumbnails
+
+
+def make_thumbnails(
+    run: Path,
+    rows: list[dict[str, Any]],
+    folder: Path,
+    *,
+    size: int,
+    on_done: Callable[[int], None] = lambda n: None,
+) -> dict[str, str]:
+    """JPEG thumbnails (longest side `size`) of the rows' images: key -> file name (unreadable: none)."""
+    import io
+
+    from PIL import Image
+
+    from synthvlm.images import iter_tar
+
+    wanted: dict[str, dict[str, str]] = {}
+    for row in rows:
+        wanted.setdefault(row["image_shard"], {})[row["image_name"]] = row["key"]
+    made: dict[str, str] = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for shard in sorted(wanted):
+        names = wanted[shard]
+        for name, data in iter_tar(run / shard, set(names)):
+            key = names[name]
+            try:
+                image = Image.open(io.BytesIO(data)).convert("RGB")
+            except (ValueError, OSError):
+                on_done(1)
+                continue
+            image.thumbnail((size, size), Image.Resampling.BICUBIC)
+            file = f"{key}.jpg"
+            image.save(folder / file, format="JPEG", quality=85)
+            made[key] = file
+            on_done(1)
+    return made
+
+
+def _with_progress(total: int, enabled: bool, work: Callable[[Callable[[int], None]], Any]) -> Any:
+    if not enabled:
+        return work(lambda n: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("[bold]thumbnails"), BarColumn(), MofNCompleteColumn()) as bar:
+        task = bar.add_task("thumbnails", total=total)
+        return work(lambda n: bar.advance(task, n))
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def collect(
+    run: str | Path, *, grid: int = 8, target: int = 100_000, datasets: Sequence[str | Path] = ()
+) -> dict[str, Any]:
+    """Everything the report shows, as data; `_`-prefixed keys hold the arrays the plots are drawn from."""
+    from synthvlm import pipeline
+    from synthvlm.stages.select import rank_candidates
+
+    run = Path(run)
+    status = pipeline.status(run)
+    config = pipeline.load_run_config(run)
+    assert config is not None  # status() checked the run directory
+    key = config.select.key
+    scores = _read(run / "score" / "data")
+    selection = _read(
+        run / "select" / "data",
+        ["key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank", "cutoff"],
+    )
+    n_selected = selection.num_rows if selection is not None else 0
+    cutoff = float(selection.column("cutoff")[0].as_py()) if n_selected else None
+
+    ranked_rows: list[dict[str, Any]] = []
+    if scores is not None and scores.num_rows:
+        order = rank_candidates(
+            scores.select(["caption_id", "candidate_index", key]), key=key, best_of_n=config.select.best_of_n
+        )
+        ranked_rows = scores.take(order).to_pylist()
+    selected_keys = set(selection.column("key").to_pylist()) if selection is not None else set()
+    grids = {}
+    for name, positions in grid_indices(len(ranked_rows), n_selected, size=grid).items():
+        grids[name] = [
+            {**ranked_rows[i], "rank": i + 1, "selected": ranked_rows[i]["key"] in selected_keys}
+            for i in positions
+        ]
+    score_settings = config.score.model_dump(mode="json", exclude={"device", "batch_size"})
+    return {
+        "run": str(run.resolve()),
+        "funnel": status["stages"],
+        "key": key,
+        "select": config.select.model_dump(mode="json"),
+        "score": score_settings,
+        "seed": config.seed,
+        "device": config.generate.device,
+        "cutoff": cutoff,
+        "selected": n_selected,
+        "pool": len(ranked_rows),
+        "table4": [
+            {
+                "name": "this run: all candidates",
+                "scored": scores.num_rows if scores is not None else 0,
+                **_means(scores),
+            },
+            {"name": "this run: selected", "scored": n_selected, **_means(selection)},
+        ],
+        "datasets": dataset_rows(datasets, score_settings),
+        "provenance": provenance(run),
+        "cost": cost(run, selected=n_selected, target=target),
+        "grids": grids,
+        "_scores": scores,
+        "_selection": selection,
+        "_pool_values": np.array([r[key] for r in ranked_rows], dtype=np.float64),
+    }
+
+
+def build_report(
+    run: str | Path,
+    *,
+    out: str | Path | None = None,
+    datasets: Sequence[str | Path] = (),
+    grid: int = 8,
+    thumb_size: int = 192,
+    target: int = 100_000,
+    progress: bool = False,
+) -> Path:
+    """Write the run's HTML report (and its assets folder); returns the HTML file's path."""
+    try:
+        import matplotlib  # noqa: F401
+        from jinja2 import Environment, PackageLoader, StrictUndefined
+    except ImportError as exc:
+        raise UserError(f"the report needs {exc.name}: pip install 'synthvlm[report]'") from None
+
+    if grid < 1 or thumb_size < 16 or target < 1:
+        raise UserError(
+            f"grid must be >= 1, thumbnail size >= 16 and target >= 1 (got {grid}, {thumb_size}, {target})"
+        )
+    run = Path(run)
+    out = Path(out) if out is not None else default_out(run)
+    data = collect(run, grid=grid, target=target, datasets=datasets)
+    assets = assets_dir(out)
+    if assets.exists():
+        shutil.rmtree(assets)  # the folder is the report's own: stale thumbnails must not linger
+    assets.mkdir(parents=True)
+
+    plots: dict[str, str] = {}
+    scores, selection = data.pop("_scores"), data.pop("_selection")
+    pool_values = data.pop("_pool_values")
+    if scores is not None and scores.num_rows:
+        for metric in METRICS:
+            plot_histogram(
+                assets / f"hist_{metric}.png",
+                metric=metric,
+                all_values=scores.column(metric).to_numpy(),
+                selected=selection.column(metric).to_numpy() if selection is not None else np.zeros(0),
+                cutoff=data["cutoff"] if metric == data["key"] else None,
+            )
+            plots[metric] = f"{assets.name}/hist_{metric}.png"
+        plot_keep_rate(
+            assets / "keep_rate.png",
+            values=pool_values,
+            key=data["key"],
+            cutoff=data["cutoff"],
+            selected=data["selected"],
+        )
+        plots["keep_rate"] = f"{assets.name}/keep_rate.png"
+
+    unique = {r["key"]: r for rows in data["grids"].values() for r in rows}
+    thumbs = _with_progress(
+        len(unique),
+        progress,
+        lambda step: make_thumbnails(
+            run, list(unique.values()), assets / "thumbs", size=thumb_size, on_done=step
+        ),
+    )
+    for rows in data["grids"].values():
+        for row in rows:
+            row["thumb"] = f"{assets.name}/thumbs/{thumbs[row['key']]}" if row["key"] in thumbs else None
+
+    env = Environment(
+        loader=PackageLoader("synthvlm.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = lambda v, digits=4: "–" if v is None else f"{v:.{digits}f}"
+    html = env.get_template("report.html.j2").render(**data, plots=plots, grid_titles=GRIDS)
+    fsio.write_bytes(out, html.encode("utf-8"))
+    return out

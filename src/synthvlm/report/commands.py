@@ -1,0 +1,94 @@
+"""`synthvlm report` and `synthvlm score-dataset`: thin shells over `report.build`, `report.score_dataset`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="HTML file (default RUN/report.html); assets go to NAME_assets/ beside it."
+        ),
+    ] = None,
+    datasets: Annotated[
+        list[Path] | None,
+        typer.Option("--dataset", help="score-dataset output folder to compare in Table 4 (repeatable)."),
+    ] = None,
+    grid: Annotated[int, typer.Option("--grid", help="Images per grid.")] = 8,
+    target: Annotated[int, typer.Option("--target", help="K for the GPU-hours projection.")] = 100_000,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write an HTML quality report of a run: funnel, score plots, image grids, provenance, cost, Table 4."""
+    from synthvlm.report.build import build_report
+
+    path = build_report(run, out=out, datasets=datasets or [], grid=grid, target=target, progress=not quiet)
+    typer.echo(f"report: {path}")
+
+
+def score_dataset(
+    source: Annotated[
+        str, typer.Argument(help="COCO/LLaVA JSON, WebDataset tar(s), Parquet file(s) or a synthvlm run.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: scores.parquet and summary.json.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto, coco, llava, webdataset, parquet, run.")
+    ] = "auto",
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder (COCO and LLaVA).")] = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(
+            "--like", help="Take the metric settings of this run (default: the pipeline's defaults)."
+        ),
+    ] = None,
+    clip_model: Annotated[
+        str | None, typer.Option("--clip-model", help="CLIP hub id, local directory or builtin:tiny-clip.")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, ...")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Dataset name in Table 4 (default: the source's name).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score an existing image-caption dataset with the pipeline's CLIPScore, SSIM and weighted score."""
+    from synthvlm import pipeline
+    from synthvlm.config import ScoreConfig
+    from synthvlm.errors import UserError
+    from synthvlm.report.score_dataset import score_dataset as run_scoring
+
+    score = ScoreConfig()
+    if like is not None:
+        config = pipeline.load_run_config(like)
+        if config is None:
+            raise UserError(f"{like} is not a synthvlm run directory (no config.yaml)")
+        score = config.score
+    changes = {
+        k: v
+        for k, v in {"clip_model": clip_model, "device": device, "batch_size": batch_size}.items()
+        if v is not None
+    }
+    score = ScoreConfig.model_validate({**score.model_dump(), **changes})
+    summary = run_scoring(source, out=out, fmt=fmt, images=images, score=score, name=name, progress=not quiet)
+    failed = ", ".join(f"{r} {n}" for r, n in summary["failed"].items()) or "none"
+    typer.echo(
+        f"{summary['name']}: {summary['scored']} of {summary['pairs']} pairs scored (not scored: {failed}); "
+        f"mean CLIP {_num(summary['clip_mean'])}, SSIM {_num(summary['ssim_mean'])}, "
+        f"weighted {_num(summary['weighted_mean'])}"
+    )
+    typer.echo(f"scores: {out / 'scores.parquet'}")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add `report` and `score-dataset` to the synthvlm command line."""
+    app.command(name="report")(report)
+    app.command(name="score-dataset")(score_dataset)

@@ -1,0 +1,263 @@
+"""`score-dataset`: every source format, failure reasons, scores equal to the pipeline's metric functions."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from synthvlm import pipeline
+from synthvlm.config import ScoreConfig
+from synthvlm.errors import UserError
+from synthvlm.images import add_member, encode
+from synthvlm.models.tiny import build_tiny_clip
+from synthvlm.report.commands import register
+from synthvlm.report.score_dataset import detect_source, score_dataset
+from synthvlm.score.clip import ClipScorer, clip_score
+from synthvlm.score.ssim import paper_ssim
+from tests.report.helpers import image, make_run
+
+TINY = ScoreConfig(clip_model="builtin:tiny-clip", device="cpu", ssim_size=128, ssim_low=56, batch_size=4)
+CAPTIONS = ["a red square on a table", "two cats asleep", "a bowl of fruit"]
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory: pytest.TempPathFactory) -> ClipScorer:
+    """The CLIP scorer the score stage would build for `TINY` (same tiny weights wherever they are built)."""
+    path = build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+    return ClipScorer(str(path), device="cpu", prefix=TINY.prefix, batch_size=TINY.batch_size)
+
+
+def _jpeg(i: int) -> bytes:
+    return encode(image(i), fmt="jpg", quality=95)
+
+
+def _expected(
+    scorer: ClipScorer, pairs: list[tuple[bytes, str]], score: ScoreConfig = TINY
+) -> list[tuple[float, float, float]]:
+    """Scores straight from the pipeline's metric functions, one pair at a time."""
+    out = []
+    for data, text in pairs:
+        im = Image.open(io.BytesIO(data)).convert("RGB")
+        c = float(clip_score(scorer.cosines([im], [text]))[0])
+        s = paper_ssim(im, size=score.ssim_size, low=score.ssim_low)
+        out.append((c, s, c + score.ssim_weight * s))
+    return out
+
+
+def _scores(out: Path) -> list[dict]:
+    return pq.read_table(out / "scores.parquet").to_pylist()
+
+
+def test_all_formats_give_the_pipeline_scores(tmp_path, scorer):
+    good = [(_jpeg(i), CAPTIONS[i]) for i in range(3)]
+    expected = _expected(scorer, good)
+    # The same three pairs in four layouts.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, (data, _) in enumerate(good):
+        (folder / f"{i}.jpg").write_bytes(data)
+    coco = {
+        "images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(3)],
+        "annotations": [{"id": 10 + i, "image_id": i, "caption": c} for i, c in enumerate(CAPTIONS)],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    llava = [
+        {
+            "id": f"s{i}",
+            "image": f"{i}.jpg",
+            "conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": c}],
+        }
+        for i, c in enumerate(CAPTIONS)
+    ]
+    (tmp_path / "llava.json").write_text(json.dumps(llava))
+    with tarfile.open(tmp_path / "shard.tar", "w") as tar:
+        for i, (data, text) in enumerate(good):
+            add_member(tar, f"s{i}.jpg", data)
+            add_member(tar, f"s{i}.txt", text.encode())
+    rows = [
+        {"key": f"s{i}", "caption": t, "image": {"bytes": d, "path": f"{i}.jpg"}}
+        for i, (d, t) in enumerate(good)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
+
+    for source, fmt in [
+        ("coco.json", "coco"),
+        ("llava.json", "llava"),
+        ("shard.tar", "webdataset"),
+        ("data.parquet", "parquet"),
+    ]:
+        assert detect_source(tmp_path / source) == fmt
+        summary = score_dataset(tmp_path / source, out=tmp_path / fmt, images=folder, score=TINY)
+        got = _scores(tmp_path / fmt)
+        assert [r["status"] for r in got] == ["ok"] * 3 and [r["caption"] for r in got] == CAPTIONS, fmt
+        assert [(r["width"], r["height"]) for r in got] == [(64, 64)] * 3
+        for r, (c, s, w) in zip(got, expected, strict=True):
+            assert r["ssim"] == s, fmt  # same function, same pixels: bit-identical
+            assert abs(r["clip"] - c) < 1e-6 and abs(r["weighted"] - w) < 1e-6, (
+                fmt
+            )  # batch padding moves < 1e-6
+        assert summary["pairs"] == 3 and summary["scored"] == 3 and summary["failed"] == {}
+        assert summary["ssim_mean"] == pytest.approx(np.mean([e[1] for e in expected]), abs=1e-15)
+        assert json.loads((tmp_path / fmt / "summary.json").read_text()) == summary
+    assert [r["id"] for r in _scores(tmp_path / "coco")] == ["10", "11", "12"]
+    assert [r["id"] for r in _scores(tmp_path / "webdataset")] == ["s0", "s1", "s2"]
+
+
+def test_missing_and_broken_images_are_recorded(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "good.jpg").write_bytes(_jpeg(1))
+    (folder / "broken.jpg").write_bytes(_jpeg(2)[:200])  # truncated JPEG
+    (folder / "text.jpg").write_bytes(b"not an image at all")
+    coco = {
+        "images": [
+            {"id": i, "file_name": n}
+            for i, n in enumerate(["good.jpg", "broken.jpg", "text.jpg", "gone.jpg"])
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 0, "caption": "fine"},
+            {"id": 2, "image_id": 1, "caption": "cut"},
+            {"id": 3, "image_id": 2, "caption": "text"},
+            {"id": 4, "image_id": 3, "caption": "gone"},
+            {"id": 5, "image_id": 99, "caption": "unknown image id"},
+            {"id": 6, "image_id": 0, "caption": "   "},
+            {"id": 7, "image_id": 0, "caption": "again"},
+        ],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    summary = score_dataset(tmp_path / "c.json", out=tmp_path / "out", images=folder, score=TINY)
+    rows = _scores(tmp_path / "out")
+    assert [(r["index"], r["status"]) for r in rows] == [
+        (1, "ok"),
+        (2, "unreadable_image"),
+        (3, "unreadable_image"),
+        (4, "missing_image"),
+        (5, "missing_image"),
+        (6, "empty_caption"),
+        (7, "ok"),
+    ]
+    assert (
+        rows[3]["detail"] == f"no file gone.jpg in {folder}" and rows[4]["detail"] == "record names no image"
+    )
+    assert "cannot identify image file" in rows[2]["detail"]
+    assert all(r["clip"] is None for r in rows if r["status"] != "ok")
+    assert rows[0]["ssim"] == rows[6]["ssim"]  # one image, two captions: SSIM is per image
+    assert summary["failed"] == {"empty_caption": 1, "missing_image": 2, "unreadable_image": 2}
+    assert (summary["pairs"], summary["scored"], summary["images"]) == (7, 2, 1)
+
+
+def test_webdataset_and_parquet_failures(tmp_path):
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        add_member(tar, "k1.jpg", _jpeg(0))
+        add_member(tar, "k1.txt", b"ok caption")
+        add_member(tar, "k2.txt", b"no image here")
+        add_member(tar, "k3.png", _jpeg(1))
+        add_member(tar, "k4.webp", _jpeg(2))
+        add_member(tar, "k4.json", json.dumps({"caption": "from json"}).encode())
+    score_dataset(tmp_path / "a.tar", out=tmp_path / "w", score=TINY)
+    assert [(r["id"], r["status"], r["caption"]) for r in _scores(tmp_path / "w")] == [
+        ("k1", "ok", "ok caption"),
+        ("k2", "missing_image", "no image here"),
+        ("k3", "missing_field", None),
+        ("k4", "ok", "from json"),
+    ]
+    pq.write_table(
+        pa.table({"text": ["x", None, "z"], "image": [_jpeg(0), _jpeg(1), None]}), tmp_path / "p.parquet"
+    )
+    summary = score_dataset(tmp_path / "p.parquet", out=tmp_path / "p", score=TINY)
+    assert [r["status"] for r in _scores(tmp_path / "p")] == ["ok", "missing_field", "missing_image"]
+    assert summary["failed"] == {"missing_field": 1, "missing_image": 1}
+
+
+def test_ssim_is_shared_only_by_equal_image_bytes(tmp_path):
+    """Hugging Face Parquet often repeats one `path` for different images: SSIM must follow the bytes."""
+    images = [{"bytes": _jpeg(i), "path": "image.jpg"} for i in (0, 3, 0)]
+    pq.write_table(pa.table({"caption": ["a", "b", "c"], "image": images}), tmp_path / "p.parquet")
+    score_dataset(tmp_path / "p.parquet", out=tmp_path / "p", score=TINY)
+    ssim = [r["ssim"] for r in _scores(tmp_path / "p")]
+    expected = [paper_ssim(Image.open(io.BytesIO(_jpeg(i))).convert("RGB"), size=128, low=56) for i in (0, 3)]
+    assert ssim == [expected[0], expected[1], expected[0]] and expected[0] != expected[1]
+
+
+def test_a_run_rescored_gives_its_stored_scores(tmp_path):
+    run = make_run(tmp_path / "run")
+    config = pipeline.load_run_config(run)
+    assert detect_source(run) == "run"
+    summary = score_dataset(run, out=tmp_path / "rescored", score=config.score)
+    stored = pq.read_table(run / "select" / "data").to_pylist()
+    got = _scores(tmp_path / "rescored")
+    assert [r["id"] for r in got] == [r["key"] for r in stored] and summary["scored"] == len(stored) == 4
+    for r, s in zip(got, stored, strict=True):
+        assert r["ssim"] == s["ssim"] and abs(r["clip"] - s["clip"]) < 1e-6
+
+
+def test_bad_sources_are_user_errors(tmp_path):
+    (tmp_path / "list.json").write_text('[{"caption": "x"}]')
+    with pytest.raises(UserError, match="neither COCO captions nor LLaVA"):
+        detect_source(tmp_path / "list.json")
+    with pytest.raises(UserError, match="no such file"):
+        detect_source(tmp_path / "missing.tar")
+    (tmp_path / "c.json").write_text('{"images": [], "annotations": []}')
+    with pytest.raises(UserError, match="pass the image folder with --images"):
+        score_dataset(tmp_path / "c.json", out=tmp_path / "o", score=TINY)
+
+
+def test_cli_takes_a_runs_metric_settings(tmp_path):
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        add_member(tar, "k1.jpg", _jpeg(0))
+        add_member(tar, "k1.txt", b"ok caption")
+    app = typer.Typer()
+    register(app)
+    (tmp_path / "run").mkdir()
+    pipeline.save_run_config(
+        tmp_path / "run", pipeline.RunConfig.model_validate({"score": TINY.model_dump()})
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "score-dataset",
+            str(tmp_path / "a.tar"),
+            "--out",
+            str(tmp_path / "o"),
+            "--like",
+            str(tmp_path / "run"),
+            "--name",
+            "mine",
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("mine: 1 of 1 pairs scored (not scored: none); mean CLIP ")
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["score"]["ssim_size"] == 128 and summary["score"]["clip_model"] == "builtin:tiny-clip"
+
+
+def test_coco_mini(shared_data, tmp_path, scorer):
+    """Real COCO photos: every annotation scored, and two pairs equal the pipeline's own functions."""
+    coco = shared_data / "coco-mini"
+    score = ScoreConfig(clip_model="builtin:tiny-clip", device="cpu", batch_size=64)  # paper sizes: 768 / 336
+    summary = score_dataset(
+        coco / "captions_val2017.json", out=tmp_path / "coco", images=coco / "val2017", score=score
+    )
+    assert (summary["pairs"], summary["scored"], summary["images"], summary["failed"]) == (395, 395, 79, {})
+    rows = _scores(tmp_path / "coco")
+    assert len(rows) == 395 and len({r["image"] for r in rows}) == 79
+    annotations = json.loads((coco / "captions_val2017.json").read_text())["annotations"]
+    assert [r["id"] for r in rows] == [str(a["id"]) for a in annotations]
+    for r in (rows[0], rows[200]):
+        data = (coco / "val2017" / r["image"]).read_bytes()
+        ((c, s, w),) = _expected(scorer, [(data, r["caption"])], score)
+        assert r["ssim"] == s and abs(r["clip"] - c) < 1e-6 and abs(r["weighted"] - w) < 1e-6
+    assert 0.5 < summary["ssim_mean"] < 1.0 and summary["clip_mean"] == pytest.approx(
+        np.mean([r["clip"] for r in rows])
+    )
