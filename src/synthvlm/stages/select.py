@@ -17,17 +17,27 @@ from synthvlm.stage import Stage, Task, TaskStats
 def rank_candidates(light: pa.Table, *, key: str, best_of_n: bool) -> np.ndarray:
     """Row indices in ranking order: `key` descending, ties by caption_id then candidate_index ascending.
 
-    With best_of_n, only each caption's first (best) row in that order is kept.
+    With best_of_n, only each caption's first (best) row in that order is kept. Strings are compared once,
+    on the distinct caption ids; everything else is integer/float sorting over NumPy arrays.
     """
-    order = pc.sort_indices(
-        light,
-        sort_keys=[(key, "descending"), ("caption_id", "ascending"), ("candidate_index", "ascending")],
-    ).to_numpy()
-    if not best_of_n or len(order) == 0:
-        return order
-    codes = pc.dictionary_encode(light.column("caption_id")).combine_chunks().indices.to_numpy()
-    _, first = np.unique(codes[order], return_index=True)
-    return order[np.sort(first)]
+    n = light.num_rows
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(light.column("caption_id")).combine_chunks()
+    # Rank of each distinct caption id in string order, so ties break by caption_id.
+    dict_rank = np.empty(len(encoded.dictionary), dtype=np.int64)
+    dict_rank[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(encoded.dictionary))
+    caption = dict_rank[encoded.indices.to_numpy()]
+    value = light.column(key).to_numpy()
+    candidate = light.column("candidate_index").to_numpy()
+    if not best_of_n:
+        return np.lexsort((candidate, caption, -value))
+    # Best row per caption: sort by (caption, value desc, candidate), take the first of each caption's run.
+    by_caption = np.lexsort((candidate, -value, caption))
+    first = np.ones(n, dtype=bool)
+    first[1:] = caption[by_caption][1:] != caption[by_caption][:-1]
+    best = by_caption[first]
+    return best[np.lexsort((caption[best], -value[best]))]
 
 
 def cut(n: int, values: np.ndarray, *, top_k: int | None, fraction: float | None, threshold: float | None) -> int:
@@ -83,18 +93,26 @@ class SelectStage(Stage):
         selected = selected.append_column("cutoff", pa.array(np.full(selected.num_rows, cutoff), type=pa.float64()))
         fsio.write_table(self.data_path(0), selected.cast(schema.SELECTION))
 
-        status = np.full(light.num_rows, "not_best_of_n", dtype=object)
-        status[ranked] = "not_selected"
-        status[chosen] = ""
-        mask = status != ""
-        rejected = pa.table({
-            "id": light.column("key").filter(pa.array(mask)),
-            "reason": pa.array(status[mask], type=pa.string()),
-            "value": pa.array(light.column(cfg.key).to_numpy()[mask], type=pa.float64()),
-        })
-        full = pa.table({name: rejected[name] if name in rejected.column_names else pa.nulls(rejected.num_rows, field.type)
-                         for name, field in zip(schema.REJECTED.names, schema.REJECTED, strict=True)})
-        full = full.set_column(full.schema.get_field_index("stage"), "stage", pa.array([self.name] * full.num_rows, pa.string()))
-        fsio.write_table(self.dir / "rejected" / f"{task.name}.parquet", full.cast(schema.REJECTED))
+        # Reason per input row: 0 selected, 1 not_selected, 2 not_best_of_n.
+        reasons = np.full(light.num_rows, 2, dtype=np.int8)
+        reasons[ranked] = 1
+        reasons[chosen] = 0
+        mask = pa.array(reasons != 0)
+        n_rejected = int(np.count_nonzero(reasons))
+        reason = pa.DictionaryArray.from_arrays(
+            pa.array(reasons[reasons != 0] - 1, pa.int8()), pa.array(["not_selected", "not_best_of_n"])
+        ).cast(pa.string())
+        columns = {
+            "id": light.column("key").filter(mask),
+            "stage": pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n_rejected, np.int8)), pa.array([self.name])
+            ).cast(pa.string()),
+            "reason": reason,
+            "value": light.column(cfg.key).filter(mask),
+        }
+        rejected = pa.table(
+            [columns.get(f.name, pa.nulls(n_rejected, f.type)) for f in schema.REJECTED], schema=schema.REJECTED
+        )
+        fsio.write_table(self.dir / "rejected" / f"{task.name}.parquet", rejected)
         dropped = {"not_best_of_n": light.num_rows - len(ranked), "not_selected": len(ranked) - k}
         return TaskStats(light.num_rows, k, {r: n for r, n in dropped.items() if n}, {"cutoff": cutoff if k else 0.0})
