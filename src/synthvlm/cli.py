@@ -256,8 +256,10 @@ _PRESET_KEYS = {"model", "refiner", "steps", "guidance", "high_noise_frac", "wid
 def _register_feature_commands() -> None:
     """Commands that live with their feature package."""
     from synthvlm.report.commands import register as register_report
+    from synthvlm.train.commands import register as register_train
 
     register_report(app)
+    register_train(app)
 
 
 _register_feature_commands()
