@@ -39,7 +39,12 @@ def build_sdxl(path: Path, *, tiny: bool, dtype: Any) -> Path:
 
         return build_tiny_sdxl(path)
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from synthvlm.models.tiny import build_clip_tokenizer
@@ -76,7 +81,9 @@ def peak_flops(device: str) -> float | None:
     return next((p * 1e12 for key, p in PEAK_TFLOPS.items() if key in name), None)
 
 
-def naive_loop(model_dir: Path, prompts: list[str], *, steps: int, size: int, device: str, dtype: Any) -> float:
+def naive_loop(
+    model_dir: Path, prompts: list[str], *, steps: int, size: int, device: str, dtype: Any
+) -> float:
     """Seconds per image of one-prompt-per-call diffusers, after a warm-up call."""
     import torch
     from diffusers import StableDiffusionXLPipeline
@@ -98,7 +105,15 @@ def naive_loop(model_dir: Path, prompts: list[str], *, steps: int, size: int, de
 
 
 def our_stage(
-    model_dir: Path, prompts: list[str], *, steps: int, size: int, device: str, batch_size: int, compile: bool, work: Path
+    model_dir: Path,
+    prompts: list[str],
+    *,
+    steps: int,
+    size: int,
+    device: str,
+    batch_size: int,
+    compile: bool,
+    work: Path,
 ) -> float:
     """Seconds per image of the generate stage (tar, JPEG, metadata included), model load excluded."""
     from synthvlm import pipeline
@@ -108,19 +123,34 @@ def our_stage(
     from synthvlm.stages.generate import GenerateStage, _generator
 
     captions = work / "prompts.jsonl"
-    captions.write_text("".join(json.dumps({"id": f"p{i}", "caption": p}) + "\n" for i, p in enumerate(prompts)))
-    config = RunConfig.model_validate({
-        "ingest": {"inputs": [str(captions)]},
-        "curate": {"recipe": "none", "dedup": False},
-        "generate": {"preset": "sdxl-base", "model": str(model_dir), "steps": steps, "width": size, "height": size,
-                     "guidance": 5.0, "batch_size": batch_size, "images_per_shard": len(prompts), "device": device,
-                     "compile": compile},
-    })
+    captions.write_text(
+        "".join(json.dumps({"id": f"p{i}", "caption": p}) + "\n" for i, p in enumerate(prompts))
+    )
+    config = RunConfig.model_validate(
+        {
+            "ingest": {"inputs": [str(captions)]},
+            "curate": {"recipe": "none", "dedup": False},
+            "generate": {
+                "preset": "sdxl-base",
+                "model": str(model_dir),
+                "steps": steps,
+                "width": size,
+                "height": size,
+                "guidance": 5.0,
+                "batch_size": batch_size,
+                "images_per_shard": len(prompts),
+                "device": device,
+                "compile": compile,
+            },
+        }
+    )
     run = work / "run"
     pipeline.run(run, config, stages=["ingest", "curate"], progress=False)
     stage = GenerateStage(run, config)
     gen = _generator(stage)
-    gen.generate(prompts[:batch_size], caption_ids=["warm"] * batch_size, candidate_indices=list(range(batch_size)))
+    gen.generate(
+        prompts[:batch_size], caption_ids=["warm"] * batch_size, candidate_indices=list(range(batch_size))
+    )
     _sync(device)
     t0 = time.perf_counter()
     run_stage(stage, LocalExecutor(progress=False))
@@ -152,18 +182,38 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir = build_sdxl(work / "sdxl", tiny=args.tiny, dtype=dtype)
-        naive = naive_loop(model_dir, prompts, steps=args.steps, size=args.size, device=args.device, dtype=dtype)
-        ours = our_stage(model_dir, prompts, steps=args.steps, size=args.size, device=args.device,
-                         batch_size=args.batch_size, compile=args.compile, work=work)
+        naive = naive_loop(
+            model_dir, prompts, steps=args.steps, size=args.size, device=args.device, dtype=dtype
+        )
+        ours = our_stage(
+            model_dir,
+            prompts,
+            steps=args.steps,
+            size=args.size,
+            device=args.device,
+            batch_size=args.batch_size,
+            compile=args.compile,
+            work=work,
+        )
     peak = peak_flops(args.device)
     flops = flops_per_image(args.steps, args.size)
-    rows = [{
-        "name": f"SDXL {args.size}², {args.steps} steps, batch {args.batch_size}" + (" (tiny)" if args.tiny else ""),
-        "ours": ours, "peer": naive, "peer_name": "diffusers batch-1 loop", "unit": "s/image",
-        "ratio": naive / ours,
-        "notes": f"{1 / ours:.2f} vs {1 / naive:.2f} images/s"
-        + (f"; MFU ours {flops / ours / peak:.1%}, naive {flops / naive / peak:.1%}" if peak and not args.tiny else ""),
-    }]
+    rows = [
+        {
+            "name": f"SDXL {args.size}², {args.steps} steps, batch {args.batch_size}"
+            + (" (tiny)" if args.tiny else ""),
+            "ours": ours,
+            "peer": naive,
+            "peer_name": "diffusers batch-1 loop",
+            "unit": "s/image",
+            "ratio": naive / ours,
+            "notes": f"{1 / ours:.2f} vs {1 / naive:.2f} images/s"
+            + (
+                f"; MFU ours {flops / ours / peak:.1%}, naive {flops / naive / peak:.1%}"
+                if peak and not args.tiny
+                else ""
+            ),
+        }
+    ]
     for row in rows:
         print(json.dumps(row))
     return rows

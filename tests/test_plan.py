@@ -25,7 +25,9 @@ def test_projection_scales_steps_and_pixels():
 
 
 def test_plan_cli_with_published_anchor():
-    result = cli("plan", str(REPO / "configs" / "synthvlm-paper.yaml"), "--gpus", "4", "--captions", "100000", "--json")
+    result = cli(
+        "plan", str(REPO / "configs" / "synthvlm-paper.yaml"), "--gpus", "4", "--captions", "100000", "--json"
+    )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["images"] == 100_000
@@ -36,5 +38,14 @@ def test_plan_cli_with_published_anchor():
 
 
 def test_plan_needs_a_cost_for_unknown_gpus():
-    result = cli("plan", str(REPO / "configs" / "synthvlm-paper.yaml"), "--gpus", "2", "--captions", "10", "--gpu-type", "L4")
+    result = cli(
+        "plan",
+        str(REPO / "configs" / "synthvlm-paper.yaml"),
+        "--gpus",
+        "2",
+        "--captions",
+        "10",
+        "--gpu-type",
+        "L4",
+    )
     assert result.returncode == 2 and "no measured cost for L4" in result.stderr

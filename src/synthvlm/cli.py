@@ -16,7 +16,9 @@ from synthvlm.config import RunConfig, load_config
 from synthvlm.errors import UserError
 
 app = typer.Typer(
-    help="Build SynthVLM-style synthetic image-caption datasets: ingest, curate, generate, score, select, export.",
+    help="Build SynthVLM-style synthetic image-caption datasets: "
+    "ingest, curate, generate, score, select, export "
+    "(plus report, plan, train, eval).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,7 +28,8 @@ out = Console()
 
 RunOpt = Annotated[Path, typer.Option("--run", help="Run directory (created if needed).")]
 FromOpt = Annotated[
-    str | None, typer.Option("--from", help="Recompute from this stage on (deletes its outputs and later stages').")
+    str | None,
+    typer.Option("--from", help="Recompute from this stage on (deletes its outputs and later stages')."),
 ]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: local.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -35,12 +38,18 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 def _config(run: Path) -> RunConfig:
     config = pipeline.load_run_config(run)
     if config is None:
-        raise UserError(f"{run} is not a synthvlm run directory yet: start it with `synthvlm ingest FILES --run {run}`")
+        raise UserError(
+            f"{run} is not a synthvlm run directory yet: start it with `synthvlm ingest FILES --run {run}`"
+        )
     return config
 
 
-def _run_stages(run: Path, config: RunConfig, stages: list[str], recompute: str | None, executor: str, quiet: bool) -> None:
-    results = pipeline.run(run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet)
+def _run_stages(
+    run: Path, config: RunConfig, stages: list[str], recompute: str | None, executor: str, quiet: bool
+) -> None:
+    results = pipeline.run(
+        run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet
+    )
     for name, f in results.items():
         dropped = ", ".join(f"{r}={n}" for r, n in f["dropped"].items()) or "none"
         out.print(f"{name}: in {f['in']}, kept {f['kept']}, dropped {dropped}")
@@ -48,25 +57,42 @@ def _run_stages(run: Path, config: RunConfig, stages: list[str], recompute: str 
 
 @app.command()
 def ingest(
-    inputs: Annotated[list[str], typer.Argument(help="Caption files or globs (JSON, JSONL, Parquet, CSV/TSV, TXT, COCO, Flickr8k, LLaVA).")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Caption files or globs (JSON, JSONL, Parquet, CSV/TSV, TXT, COCO, Flickr8k, LLaVA)."
+        ),
+    ],
     run: RunOpt,
-    fmt: Annotated[str | None, typer.Option("--format", help="Force a format instead of detecting it.")] = None,
-    skip_bad_files: Annotated[bool | None, typer.Option("--skip-bad-files", help="Record unparseable files as rejected instead of stopping.")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Force a format instead of detecting it.")
+    ] = None,
+    skip_bad_files: Annotated[
+        bool | None,
+        typer.Option("--skip-bad-files", help="Record unparseable files as rejected instead of stopping."),
+    ] = None,
     shard_rows: Annotated[int | None, typer.Option("--shard-rows", help="Input records per shard.")] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Read caption files into the run's caption pool."""
     config = pipeline.load_run_config(run) or RunConfig()
-    config = config.updated("ingest", inputs=[str(Path(i).resolve()) if Path(i).exists() else i for i in inputs],
-                            format=fmt, skip_bad_files=skip_bad_files, shard_rows=shard_rows)
+    config = config.updated(
+        "ingest",
+        inputs=[str(Path(i).resolve()) if Path(i).exists() else i for i in inputs],
+        format=fmt,
+        skip_bad_files=skip_bad_files,
+        shard_rows=shard_rows,
+    )
     _run_stages(run, config, ["ingest"], recompute, "local", quiet)
 
 
 @app.command()
 def curate(
     run: RunOpt,
-    recipe: Annotated[str | None, typer.Option("--recipe", help="Filter recipe (synthvlm: the paper's Table 1).")] = None,
+    recipe: Annotated[
+        str | None, typer.Option("--recipe", help="Filter recipe (synthvlm: the paper's Table 1).")
+    ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
     quiet: QuietOpt = False,
@@ -79,7 +105,9 @@ def curate(
 @app.command()
 def generate(
     run: RunOpt,
-    preset: Annotated[str | None, typer.Option("--preset", help="sdxl, sdxl-base, sd3-medium, tiny, tiny-refiner.")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="sdxl, sdxl-base, sd3-medium, tiny, tiny-refiner.")
+    ] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="Images per caption.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = None,
@@ -92,16 +120,22 @@ def generate(
     if preset is not None:
         # A new preset replaces the old preset's resolved values.
         data = config.model_dump()
-        data["generate"] = {k: v for k, v in data["generate"].items() if k not in _PRESET_KEYS} | {"preset": preset}
+        data["generate"] = {k: v for k, v in data["generate"].items() if k not in _PRESET_KEYS} | {
+            "preset": preset
+        }
         config = RunConfig.model_validate(data)
-    config = config.updated("generate", candidates_per_caption=candidates, batch_size=batch_size, device=device)
+    config = config.updated(
+        "generate", candidates_per_caption=candidates, batch_size=batch_size, device=device
+    )
     _run_stages(run, config, ["generate"], recompute, executor, quiet)
 
 
 @app.command()
 def score(
     run: RunOpt,
-    clip_model: Annotated[str | None, typer.Option("--clip-model", help="CLIP hub id or local directory.")] = None,
+    clip_model: Annotated[
+        str | None, typer.Option("--clip-model", help="CLIP hub id or local directory.")
+    ] = None,
     device: Annotated[str | None, typer.Option("--device")] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
@@ -133,7 +167,9 @@ def select(
 @app.command()
 def export(
     run: RunOpt,
-    formats: Annotated[list[str] | None, typer.Option("--format", help="llava, webdataset, parquet (repeatable).")] = None,
+    formats: Annotated[
+        list[str] | None, typer.Option("--format", help="llava, webdataset, parquet (repeatable).")
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export).")] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
@@ -146,7 +182,9 @@ def export(
 @app.command(name="run")
 def run_cmd(
     config_file: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/demo.yaml.")],
-    run: Annotated[Path | None, typer.Option("--run", help="Run directory (default runs/<recipe name>).")] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Run directory (default runs/<recipe name>).")
+    ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
     quiet: QuietOpt = False,
@@ -160,7 +198,9 @@ def run_cmd(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo run and its exports.")] = Path("synthvlm-demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo run and its exports.")] = Path(
+        "synthvlm-demo"
+    ),
     quiet: QuietOpt = False,
 ) -> None:
     """Run the whole pipeline offline on bundled captions with tiny random-weight models."""
@@ -176,7 +216,9 @@ def demo(
 @app.command()
 def status(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: {\"stages\": {name: {in, kept, dropped}}}.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='One JSON object: {"stages": {name: {in, kept, dropped}}}.')
+    ] = False,
 ) -> None:
     """Progress and funnel of every stage of a run."""
     report = pipeline.status(run)
@@ -194,7 +236,9 @@ def status(
 
 
 @app.command()
-def validate(folders: Annotated[list[Path], typer.Argument(help="Export folders (each holds a manifest.json).")]) -> None:
+def validate(
+    folders: Annotated[list[Path], typer.Argument(help="Export folders (each holds a manifest.json).")],
+) -> None:
     """Check that every exported record has a decodable image and that counts match the selection."""
     from synthvlm.validate import validate_export
 
@@ -216,10 +260,20 @@ def validate(folders: Annotated[list[Path], typer.Argument(help="Export folders 
 def plan(
     config_file: Annotated[Path, typer.Argument(help="YAML recipe of the job to project.")],
     gpus: Annotated[int, typer.Option("--gpus", help="Number of GPUs.")],
-    gpu_type: Annotated[str, typer.Option("--gpu-type", help="GPU the cost was measured on (H100 has a published anchor).")] = "H100",
-    captions: Annotated[int | None, typer.Option("--captions", help="Captions to generate for (default: the run's curated count).")] = None,
-    run: Annotated[Path | None, typer.Option("--run", help="A run whose curated captions and generate timings to use.")] = None,
-    seconds_per_image: Annotated[float | None, typer.Option("--seconds-per-image", help="Measured cost at the recipe's steps and size.")] = None,
+    gpu_type: Annotated[
+        str, typer.Option("--gpu-type", help="GPU the cost was measured on (H100 has a published anchor).")
+    ] = "H100",
+    captions: Annotated[
+        int | None,
+        typer.Option("--captions", help="Captions to generate for (default: the run's curated count)."),
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="A run whose curated captions and generate timings to use.")
+    ] = None,
+    seconds_per_image: Annotated[
+        float | None,
+        typer.Option("--seconds-per-image", help="Measured cost at the recipe's steps and size."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Project GPU-hours and wall time of the recipe's generate job from a measured per-image cost."""
@@ -239,18 +293,31 @@ def plan(
         s, steps, px = PUBLISHED_S_PER_IMAGE[gpu_type]
         measured = Measured(s, steps, px, f"published {gpu_type} anchor: diffusers fp16 batch 1, SDXL base")
     else:
-        raise UserError(f"no measured cost for {gpu_type}: pass --seconds-per-image or --run with generate timings")
+        raise UserError(
+            f"no measured cost for {gpu_type}: pass --seconds-per-image or --run with generate timings"
+        )
     result = project(config, captions=captions, gpus=gpus, gpu_type=gpu_type, measured=measured)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
-    out.print(f"{result.images:,} images x {result.seconds_per_image:.2f} s = {result.gpu_hours:,.1f} GPU-hours; "
-              f"{result.wall_hours:,.1f} h wall on {gpus} x {gpu_type}")
+    out.print(
+        f"{result.images:,} images x {result.seconds_per_image:.2f} s = {result.gpu_hours:,.1f} GPU-hours; "
+        f"{result.wall_hours:,.1f} h wall on {gpus} x {gpu_type}"
+    )
     for line in result.assumptions:
         out.print(f"  - {line}", markup=False)
 
 
-_PRESET_KEYS = {"model", "refiner", "steps", "guidance", "high_noise_frac", "width", "height", "max_sequence_length"}
+_PRESET_KEYS = {
+    "model",
+    "refiner",
+    "steps",
+    "guidance",
+    "high_noise_frac",
+    "width",
+    "height",
+    "max_sequence_length",
+}
 
 
 def _register_feature_commands() -> None:

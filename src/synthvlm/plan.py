@@ -48,14 +48,24 @@ def measured_from_run(run_dir: str | Path) -> Measured:
     timing = sorted((run_dir / "generate" / "timing").glob("part-*.parquet"))
     data = sorted((run_dir / "generate" / "data").glob("part-*.parquet"))
     if not timing:
-        raise UserError(f"{run_dir} has no generate timings yet: run `synthvlm generate --run {run_dir}` first")
+        raise UserError(
+            f"{run_dir} has no generate timings yet: run `synthvlm generate --run {run_dir}` first"
+        )
     seconds = [s for f in timing for s in pq.read_table(f, columns=["seconds"]).column("seconds").to_pylist()]
     meta = pq.read_table(data[0], columns=["steps", "width", "height"]).slice(0, 1).to_pylist()[0]
-    return Measured(sum(seconds) / len(seconds), meta["steps"], meta["width"] * meta["height"], f"run {run_dir}")
+    return Measured(
+        sum(seconds) / len(seconds), meta["steps"], meta["width"] * meta["height"], f"run {run_dir}"
+    )
 
 
 def project(
-    config: RunConfig, *, captions: int, gpus: int, gpu_type: str, measured: Measured, utilisation: float = 0.9
+    config: RunConfig,
+    *,
+    captions: int,
+    gpus: int,
+    gpu_type: str,
+    measured: Measured,
+    utilisation: float = 0.9,
 ) -> Plan:
     """Scale the measured cost linearly in steps and pixels to the configured job and split it over GPUs."""
     if gpus < 1 or captions < 0:
@@ -68,10 +78,13 @@ def project(
     assumptions = [
         f"per-image cost {measured.seconds_per_image:.3f} s measured at {measured.steps} steps, "
         f"{measured.pixels} px ({measured.source})",
-        f"scaled linearly to {gen.steps} steps and {pixels} px (attention grows faster than linearly with pixels, "
-        "so a large change of resolution underestimates)",
+        f"scaled linearly to {gen.steps} steps and {pixels} px (attention grows faster than linearly "
+        "with pixels, so a large change of resolution underestimates)",
         f"{captions} captions x {gen.candidates_per_caption} candidates = {images} images",
-        f"the measured device is a {gpu_type}; {gpus} of them at {utilisation:.0%} utilisation (loading, I/O, retries)",
+        f"the measured device is a {gpu_type}; {gpus} of them at {utilisation:.0%} utilisation "
+        "(loading, I/O, retries)",
         "scoring, selection and export are not counted (they are minutes next to generation)",
     ]
-    return Plan(captions, images, per_image, gpu_hours, gpu_hours / gpus / utilisation, gpus, gpu_type, assumptions)
+    return Plan(
+        captions, images, per_image, gpu_hours, gpu_hours / gpus / utilisation, gpus, gpu_type, assumptions
+    )

@@ -19,7 +19,9 @@ def report_rows(rows: int) -> None:
 
 
 @contextmanager
-def task_progress(label: str, *, total: int, unit: str = "rows", enabled: bool = True) -> Iterator[Callable[[], None]]:
+def task_progress(
+    label: str, *, total: int, unit: str = "rows", enabled: bool = True
+) -> Iterator[Callable[[], None]]:
     """A bar over `total` shards; yields a callback that marks one shard done."""
     if not enabled:
         yield lambda: None

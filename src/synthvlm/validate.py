@@ -34,8 +34,13 @@ def _llava(folder: Path) -> tuple[int, list[str]]:
     for i, entry in enumerate(entries):
         where = f"{LLAVA_JSON}[{i}] id={entry.get('id')!r}"
         turns = entry.get("conversations") or []
-        if len(turns) != 2 or turns[0].get("from") != "human" or "<image>" not in turns[0].get("value", "") \
-                or turns[1].get("from") != "gpt" or not turns[1].get("value"):
+        if (
+            len(turns) != 2
+            or turns[0].get("from") != "human"
+            or "<image>" not in turns[0].get("value", "")
+            or turns[1].get("from") != "gpt"
+            or not turns[1].get("value")
+        ):
             problems.append(f"{where}: conversations are not a human <image> turn then a gpt caption")
         image = folder / "images" / str(entry.get("image", ""))
         if not image.is_file():

@@ -37,7 +37,9 @@ def test_published_config_builds_real_sizes_on_meta_device(gpu_sdxl):
 
 
 def test_tiny_run_measures_both_paths(gpu_sdxl):
-    (row,) = gpu_sdxl.main(["--tiny", "--device", "cpu", "--images", "2", "--batch-size", "2", "--steps", "2", "--size", "64"])
+    (row,) = gpu_sdxl.main(
+        ["--tiny", "--device", "cpu", "--images", "2", "--batch-size", "2", "--steps", "2", "--size", "64"]
+    )
     assert row["peer_name"] == "diffusers batch-1 loop" and row["unit"] == "s/image"
     assert row["ours"] > 0 and row["peer"] > 0
     assert row["ratio"] == pytest.approx(row["peer"] / row["ours"])

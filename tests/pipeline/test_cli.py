@@ -9,7 +9,12 @@ from tests.pipeline.helpers import cli
 
 def test_flickr8k_ingest_curate_status_accounts_for_every_caption(tmp_path, shared_data):
     run = tmp_path / "run"
-    assert cli("ingest", str(shared_data / "flickr8k" / "Flickr8k.token.txt"), "--run", str(run), "-q").returncode == 0
+    assert (
+        cli(
+            "ingest", str(shared_data / "flickr8k" / "Flickr8k.token.txt"), "--run", str(run), "-q"
+        ).returncode
+        == 0
+    )
     assert cli("curate", "--run", str(run), "-q").returncode == 0
     stages = json.loads(cli("status", str(run), "--json").stdout)["stages"]
     assert stages["ingest"]["in"] == 40_460
@@ -27,7 +32,10 @@ def test_flickr8k_ingest_curate_status_accounts_for_every_caption(tmp_path, shar
 
 def test_status_json_shape(tmp_path):
     pool = tmp_path / "pool.txt"
-    pool.write_bytes(b"A dog on a beach.\n\n   \nA cat \x00 on a mat.\nA red car parked on the street.\n\xff\xfe bad bytes\n")
+    pool.write_bytes(
+        b"A dog on a beach.\n\n   \nA cat \x00 on a mat.\n"
+        b"A red car parked on the street.\n\xff\xfe bad bytes\n"
+    )
     run = tmp_path / "run"
     assert cli("ingest", str(pool), "--run", str(run), "-q").returncode == 0
     report = json.loads(cli("status", str(run), "--json").stdout)
@@ -40,7 +48,11 @@ def test_status_json_shape(tmp_path):
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     missing = cli("ingest", str(tmp_path / "nope.jsonl"), "--run", str(tmp_path / "r"))
     assert missing.returncode == 2
-    assert missing.stderr.count("\n") == 1 and "nope.jsonl" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.stderr.count("\n") == 1
+        and "nope.jsonl" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
 
     broken = tmp_path / "broken.json"
     broken.write_text("this is not json at all")
@@ -48,7 +60,9 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1 and "broken.json" in bad.stderr
 
-    skipped = cli("ingest", str(broken), "--run", str(tmp_path / "r3"), "--format", "json", "--skip-bad-files", "-q")
+    skipped = cli(
+        "ingest", str(broken), "--run", str(tmp_path / "r3"), "--format", "json", "--skip-bad-files", "-q"
+    )
     assert skipped.returncode == 0
     stages = json.loads(cli("status", str(tmp_path / "r3"), "--json").stdout)["stages"]
     assert stages["ingest"]["dropped"] == {"unreadable_file": 1}
@@ -57,7 +71,9 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     config.write_text("generate:\n  preset: nonsense\n")
     result = cli("run", str(config), "--run", str(tmp_path / "r4"))
     assert result.returncode == 2
-    assert "invalid config: generate" in result.stderr and "unknown generate preset 'nonsense'" in result.stderr
+    assert (
+        "invalid config: generate" in result.stderr and "unknown generate preset 'nonsense'" in result.stderr
+    )
 
     early = cli("generate", "--run", str(tmp_path / "r3"))
     assert early.returncode == 2 and "needs 'curate' first" in early.stderr

@@ -56,7 +56,10 @@ def test_selection_is_best_of_n_then_top_k(ref):
     best: dict[str, dict] = {}
     for row in scores:
         cur = best.get(row["caption_id"])
-        if cur is None or (row["weighted"], -row["candidate_index"]) > (cur["weighted"], -cur["candidate_index"]):
+        if cur is None or (row["weighted"], -row["candidate_index"]) > (
+            cur["weighted"],
+            -cur["candidate_index"],
+        ):
             best[row["caption_id"]] = row
     expected = sorted(best.values(), key=lambda r: (-r["weighted"], r["caption_id"]))[:24]
     selection = pq.read_table(ref / "select" / "data").to_pylist()
@@ -75,8 +78,9 @@ def test_recipe_file_regenerates_the_same_pixels(ref, tmp_path):
     assert result.returncode == 0, result.stderr
     skip = ("models/", "export/")  # the demo exports to D/export, this run to RUN/export
     assert tree_digest(run, skip=skip) == tree_digest(ref, skip=skip)
-    assert tree_digest(run / "export", skip=("done/", "llava-parts/", "rejected/", "plan/", "phases.json")) == \
-        tree_digest(ref.parent / "export")
+    assert tree_digest(
+        run / "export", skip=("done/", "llava-parts/", "rejected/", "plan/", "phases.json")
+    ) == tree_digest(ref.parent / "export")
 
 
 @pytest.mark.parametrize(
@@ -115,7 +119,9 @@ def test_exports_load_in_their_libraries(ref):
     assert sorted(p.name for p in (export / "llava" / "images").iterdir()) == sorted(f"{k}.jpg" for k in keys)
 
     shards = sorted(str(p) for p in (export / "webdataset").glob("*.tar"))
-    samples = list(wds.WebDataset(shards, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "txt", "json"))
+    samples = list(
+        wds.WebDataset(shards, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "txt", "json")
+    )
     assert [s[0] for s in samples] == keys
     assert all(s[1].size == (64, 64) for s in samples)
     assert [s[2] for s in samples] == [r["caption"] for r in selection]

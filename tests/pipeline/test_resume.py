@@ -70,7 +70,13 @@ def _resume_after(tmp_path: Path, pool: Path, stage: str, ready) -> dict[str, st
         ("curate", lambda run: done_count(run / "curate", "dedup-plan") >= 1),
         ("curate", lambda run: done_count(run / "curate", "dedup") >= 2),
     ],
-    ids=["ingest-after-7-shards", "ingest-after-1-shard", "curate-after-3-shards", "after-dedup-plan", "dedup-after-2"],
+    ids=[
+        "ingest-after-7-shards",
+        "ingest-after-1-shard",
+        "curate-after-3-shards",
+        "after-dedup-plan",
+        "dedup-after-2",
+    ],
 )
 def test_killed_stage_resumes_to_identical_bytes(tmp_path, pool, reference, stage, ready):
     assert _resume_after(tmp_path, pool, stage, ready) == reference
@@ -91,7 +97,11 @@ def test_changed_config_is_refused_then_recomputed_with_from(tmp_path, pool):
     refused = cli("curate", "--run", str(run), "--recipe", "none", "-q")
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1
-    assert "stage 'curate'" in refused.stderr and "--from curate" in refused.stderr and "filters" in refused.stderr
+    assert (
+        "stage 'curate'" in refused.stderr
+        and "--from curate" in refused.stderr
+        and "filters" in refused.stderr
+    )
     done = cli("curate", "--run", str(run), "--recipe", "none", "--from", "curate", "-q")
     assert done.returncode == 0, done.stderr
     status = json.loads(cli("status", str(run), "--json").stdout)["stages"]

@@ -11,11 +11,13 @@ from synthvlm.stages.select import SelectStage, cut, rank_candidates
 
 
 def _light(rows):
-    return pa.table({
-        "caption_id": pa.array([r[0] for r in rows], pa.string()),
-        "candidate_index": pa.array([r[1] for r in rows], pa.int32()),
-        "weighted": pa.array([r[2] for r in rows], pa.float64()),
-    })
+    return pa.table(
+        {
+            "caption_id": pa.array([r[0] for r in rows], pa.string()),
+            "candidate_index": pa.array([r[1] for r in rows], pa.int32()),
+            "weighted": pa.array([r[2] for r in rows], pa.float64()),
+        }
+    )
 
 
 def test_best_of_n_then_ties_broken_by_id():

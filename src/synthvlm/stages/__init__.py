@@ -11,7 +11,8 @@ from synthvlm.stages.score import ScoreStage
 from synthvlm.stages.select import SelectStage
 
 STAGES: dict[str, type[Stage]] = {
-    stage.name: stage for stage in (IngestStage, CurateStage, GenerateStage, ScoreStage, SelectStage, ExportStage)
+    stage.name: stage
+    for stage in (IngestStage, CurateStage, GenerateStage, ScoreStage, SelectStage, ExportStage)
 }
 """Every stage by name, in pipeline order."""
 

@@ -132,14 +132,16 @@ class ExportStage(Stage):
         entries = []
         for row in rows:
             fsio.write_bytes(folder / f"{row['key']}.jpg", images[row["key"]])
-            entries.append({
-                "id": row["key"],
-                "image": f"{row['key']}.jpg",
-                "conversations": [
-                    {"from": "human", "value": f"{pick_instruction(row['key'], instructions)}\n<image>"},
-                    {"from": "gpt", "value": row["caption"]},
-                ],
-            })
+            entries.append(
+                {
+                    "id": row["key"],
+                    "image": f"{row['key']}.jpg",
+                    "conversations": [
+                        {"from": "human", "value": f"{pick_instruction(row['key'], instructions)}\n<image>"},
+                        {"from": "gpt", "value": row["caption"]},
+                    ],
+                }
+            )
         fsio.write_json(self.dir / "llava-parts" / f"part-{task.index:05d}.json", entries)
 
     def _webdataset(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
@@ -148,13 +150,18 @@ class ExportStage(Stage):
             for row in rows:
                 add_member(tar, f"{row['key']}.jpg", images[row["key"]])
                 add_member(tar, f"{row['key']}.txt", row["caption"].encode())
-                meta = {k: row[k] for k in ("key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank")}
+                meta = {
+                    k: row[k]
+                    for k in ("key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank")
+                }
                 add_member(tar, f"{row['key']}.json", json_bytes(meta))
 
     def _parquet(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
         records = [
-            {**{k: row[k] for k in PARQUET_FEATURES if k != "image"},
-             "image": {"bytes": images[row["key"]], "path": f"{row['key']}.jpg"}}
+            {
+                **{k: row[k] for k in PARQUET_FEATURES if k != "image"},
+                "image": {"bytes": images[row["key"]], "path": f"{row['key']}.jpg"},
+            }
             for row in rows
         ]
         table = pa.Table.from_pylist(records, schema=PARQUET_SCHEMA)
@@ -167,7 +174,9 @@ class ExportStage(Stage):
             entries: list[Any] = []
             for part in sorted((self.dir / "llava-parts").glob("part-*.json")):
                 entries.extend(fsio.read_json(part))
-            fsio.write_bytes(self.out / "llava" / LLAVA_JSON, json.dumps(entries, ensure_ascii=False, indent=1).encode())
+            fsio.write_bytes(
+                self.out / "llava" / LLAVA_JSON, json.dumps(entries, ensure_ascii=False, indent=1).encode()
+            )
         for fmt in formats:
             fsio.write_json(self.out / fmt / MANIFEST, {"format": fmt, "records": total})
         return TaskStats(total, total)

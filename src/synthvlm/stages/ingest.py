@@ -52,7 +52,9 @@ class IngestStage(Stage):
                 formats[path] = ""
         for path in files:
             if not formats[path]:
-                yield BadRecord(source_file=path, source_index=0, reason="unreadable_file", detail="unknown format")
+                yield BadRecord(
+                    source_file=path, source_index=0, reason="unreadable_file", detail="unknown format"
+                )
                 continue
             try:
                 yield from read(path, fmt=formats[path], max_caption_chars=cfg.max_caption_chars)
@@ -86,16 +88,32 @@ class IngestStage(Stage):
         for rec in chunk:
             if isinstance(rec, Record):
                 rid = ids.assign(source_id=rec.source_id, caption=rec.caption)
-                rows.append({"id": rid, "caption": rec.caption, "source_file": rec.source_file,
-                             "source_index": rec.source_index, "source_id": rec.source_id,
-                             "image_ref": rec.image_ref})
+                rows.append(
+                    {
+                        "id": rid,
+                        "caption": rec.caption,
+                        "source_file": rec.source_file,
+                        "source_index": rec.source_index,
+                        "source_id": rec.source_id,
+                        "image_ref": rec.image_ref,
+                    }
+                )
             else:
-                rejected.append({"caption": rec.caption, "reason": rec.reason, "detail": rec.detail,
-                                 "source_file": rec.source_file, "source_index": rec.source_index,
-                                 "id": rec.source_id})
+                rejected.append(
+                    {
+                        "caption": rec.caption,
+                        "reason": rec.reason,
+                        "detail": rec.detail,
+                        "source_file": rec.source_file,
+                        "source_index": rec.source_index,
+                        "id": rec.source_id,
+                    }
+                )
         if not write:
             return task, None
         fsio.write_table(self.data_path(index), pa.Table.from_pylist(rows, schema=schema.CAPTION))
         self.write_rejected(task, rejected)
         dropped = Counter(r["reason"] for r in rejected)
-        return task, TaskStats(len(chunk), len(rows), dict(dropped), {"duplicate_ids": ids.duplicates - before})
+        return task, TaskStats(
+            len(chunk), len(rows), dict(dropped), {"duplicate_ids": ids.duplicates - before}
+        )

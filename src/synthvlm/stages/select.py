@@ -40,7 +40,9 @@ def rank_candidates(light: pa.Table, *, key: str, best_of_n: bool) -> np.ndarray
     return best[np.lexsort((caption[best], -value[best]))]
 
 
-def cut(n: int, values: np.ndarray, *, top_k: int | None, fraction: float | None, threshold: float | None) -> int:
+def cut(
+    n: int, values: np.ndarray, *, top_k: int | None, fraction: float | None, threshold: float | None
+) -> int:
     """How many of `n` ranked rows are selected; `values` is the ranking key in rank order."""
     if top_k is not None:
         return min(top_k, n)
@@ -70,8 +72,14 @@ class SelectStage(Stage):
         cfg = self.config.select
         files = sorted((self.run_dir / "score" / "data").glob("part-*.parquet"))
         cols = ["key", "caption_id", "candidate_index", cfg.key]
-        light = pa.concat_tables([pq.read_table(f, columns=cols) for f in files]) if files else schema.SCORE.empty_table().select(cols)
-        ranked = rank_candidates(light.select(["caption_id", "candidate_index", cfg.key]), key=cfg.key, best_of_n=cfg.best_of_n)
+        light = (
+            pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+            if files
+            else schema.SCORE.empty_table().select(cols)
+        )
+        ranked = rank_candidates(
+            light.select(["caption_id", "candidate_index", cfg.key]), key=cfg.key, best_of_n=cfg.best_of_n
+        )
         values = light.column(cfg.key).to_numpy()[ranked]
         k = cut(len(ranked), values, top_k=cfg.top_k, fraction=cfg.fraction, threshold=cfg.threshold)
         chosen = ranked[:k]
@@ -88,9 +96,15 @@ class SelectStage(Stage):
                 table = pq.read_table(f).filter(pa.array(local > 0))
                 pieces.append(table.append_column("rank", pa.array(local[local > 0], type=pa.int64())))
             offset += n
-        selected = pa.concat_tables(pieces) if pieces else schema.SCORE.empty_table().append_column("rank", pa.array([], pa.int64()))
+        selected = (
+            pa.concat_tables(pieces)
+            if pieces
+            else schema.SCORE.empty_table().append_column("rank", pa.array([], pa.int64()))
+        )
         selected = selected.take(pc.sort_indices(selected, sort_keys=[("rank", "ascending")]))
-        selected = selected.append_column("cutoff", pa.array(np.full(selected.num_rows, cutoff), type=pa.float64()))
+        selected = selected.append_column(
+            "cutoff", pa.array(np.full(selected.num_rows, cutoff), type=pa.float64())
+        )
         fsio.write_table(self.data_path(0), selected.cast(schema.SELECTION))
 
         # Reason per input row: 0 selected, 1 not_selected, 2 not_best_of_n.
@@ -111,8 +125,11 @@ class SelectStage(Stage):
             "value": light.column(cfg.key).filter(mask),
         }
         rejected = pa.table(
-            [columns.get(f.name, pa.nulls(n_rejected, f.type)) for f in schema.REJECTED], schema=schema.REJECTED
+            [columns.get(f.name, pa.nulls(n_rejected, f.type)) for f in schema.REJECTED],
+            schema=schema.REJECTED,
         )
         fsio.write_table(self.dir / "rejected" / f"{task.name}.parquet", rejected)
         dropped = {"not_best_of_n": light.num_rows - len(ranked), "not_selected": len(ranked) - k}
-        return TaskStats(light.num_rows, k, {r: n for r, n in dropped.items() if n}, {"cutoff": cutoff if k else 0.0})
+        return TaskStats(
+            light.num_rows, k, {r: n for r, n in dropped.items() if n}, {"cutoff": cutoff if k else 0.0}
+        )
