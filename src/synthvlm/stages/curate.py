@@ -1,7 +1,14 @@
-"""Curate: rule filters per shard, then exact dedup on normalised text across the whole pool."""
+"""Curate: rule filters, optional perplexity / alignment, exact then near dedup, decontamination, LLM judge.
+
+Each configured step is one or two phases, cheapest first. A per-shard step reads the shards the step
+before it wrote and writes its own (`data/` for the last step); the dedup steps first plan over the whole
+pool in one task, then apply the plan per shard. Every dropped caption is a rejected row of its phase.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +22,40 @@ from synthvlm.stage import Stage, Task, TaskStats
 
 FILTERED = schema.CAPTION.append(pa.field("text_hash", pa.uint64(), nullable=False))
 PLAN = pa.schema([pa.field("keep", pa.bool_(), nullable=False), pa.field("dup_of", pa.string())])
+NEARDUP_PLAN = PLAN.append(pa.field("dup_of_caption", pa.string()))
+
+STEP_ORDER = ("filter", "perplexity", "alignment", "dedup", "neardup", "decontam", "judge")
+"""The synthvlm recipe's order: cheapest first, the paid LLM judge last."""
+_OUTPUT = {
+    "filter": "filtered",
+    "perplexity": "perplexity",
+    "alignment": "aligned",
+    "dedup": "deduped",
+    "neardup": "neardup",
+    "decontam": "decontam",
+    "judge": "judged",
+}
+_PLANNED = {"dedup", "neardup"}
+# Settings that change how a step runs but never what it outputs: kept out of the fingerprint.
+_OPERATIONAL = {"device", "concurrency", "timeout", "max_retries", "backoff", "api_key_env"}
+_WORKER_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached(key: tuple[Any, ...], build: Any) -> Any:
+    """One model / index per worker process and configuration, built on first use."""
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE[key] = build()
+    return _WORKER_CACHE[key]
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class CurateStage(Stage):
-    """Phases: `filter` (one task per ingest shard), then `dedup-plan` (one task) and `dedup` (per shard)."""
+    """Phases: `filter`, then per configured step `perplexity`, `alignment`, `dedup-plan` + `dedup`,
+    `neardup-plan` + `neardup`, `decontam`, `judge`."""
 
     name = "curate"
     upstream = ("ingest",)
@@ -35,18 +72,63 @@ class CurateStage(Stage):
             raise UserError(f"unknown curation recipe {cfg.recipe!r}; valid: {', '.join(sorted(RECIPES))}")
         return [{"name": name, "params": dict(params)} for name, params in RECIPES[cfg.recipe]]
 
+    def steps(self) -> list[str]:
+        """The configured steps in recipe order."""
+        cfg = self.config.curate
+        enabled = {
+            "filter": True,
+            "perplexity": cfg.perplexity is not None,
+            "alignment": cfg.alignment is not None,
+            "dedup": cfg.dedup,
+            "neardup": cfg.near_dup is not None,
+            "decontam": cfg.decontamination is not None,
+            "judge": cfg.judge is not None,
+        }
+        return [step for step in STEP_ORDER if enabled[step]]
+
     def settings(self) -> dict[str, Any]:
-        return {"filters": self.filter_specs(), "dedup": self.config.curate.dedup}
+        cfg = self.config.curate
+        out: dict[str, Any] = {"filters": self.filter_specs(), "dedup": cfg.dedup}
+        for key in ("perplexity", "alignment", "near_dup", "decontamination", "judge"):
+            value = getattr(cfg, key)
+            if value is not None:
+                out[key] = value.model_dump(exclude=_OPERATIONAL)
+        if cfg.decontamination is not None:
+            from synthvlm.ingest.readers import UnreadableFileError, expand_inputs
+
+            try:
+                files = expand_inputs(cfg.decontamination.eval_files)
+            except UnreadableFileError as exc:
+                raise UserError(f"curate.decontamination.eval_files: {exc}") from None
+            out["decontamination"]["sha256"] = {f: _sha256(f) for f in files}
+        if cfg.judge is not None:
+            from synthvlm.curate.judge import load_template, template_hash
+
+            out["judge"]["template_sha256"] = template_hash(load_template(cfg.judge.template))
+        return out
 
     def phases(self) -> list[str]:
-        return ["filter", "dedup-plan", "dedup"] if self.config.curate.dedup else ["filter"]
+        phases: list[str] = []
+        for step in self.steps():
+            phases += [f"{step}-plan", step] if step in _PLANNED else [step]
+        return phases
 
     def _ingest_shards(self) -> list[str]:
         return [str(p) for p in sorted((self.run_dir / "ingest" / "data").glob("part-*.parquet"))]
 
+    def _input(self, step: str, index: int) -> Path:
+        steps = self.steps()
+        k = steps.index(step)
+        if k == 0:
+            return self.run_dir / "ingest" / "data" / f"part-{index:05d}.parquet"
+        return self._output(steps[k - 1], index)
+
+    def _output(self, step: str, index: int) -> Path:
+        return self.data_path(index, "data" if step == self.steps()[-1] else _OUTPUT[step])
+
     def tasks(self, phase: str) -> list[Task]:
         shards = self._ingest_shards()
-        if phase == "dedup-plan":
+        if phase.endswith("-plan"):
             return [Task(phase, 0, (len(shards),))]
         return [Task(phase, i) for i in range(len(shards))]
 
@@ -55,8 +137,21 @@ class CurateStage(Stage):
             return self._filter(task)
         if task.phase == "dedup-plan":
             return self._plan(task)
-        return self._dedup(task)
+        if task.phase == "dedup":
+            return self._dedup(task)
+        if task.phase == "neardup-plan":
+            return self._neardup_plan(task)
+        if task.phase == "neardup":
+            return self._neardup(task)
+        decide = {
+            "perplexity": self._perplexity,
+            "alignment": self._alignment,
+            "decontam": self._decontam,
+            "judge": self._judge,
+        }[task.phase]
+        return self._per_shard(task, decide)
 
+    # -- rules and exact dedup --------------------------------------------------------------------
     def _filter(self, task: Task) -> TaskStats:
         from synthvlm.curate.dedup import text_hashes
         from synthvlm.curate.text_filters import apply_filters, build_filter
@@ -65,21 +160,25 @@ class CurateStage(Stage):
             filters = [build_filter(s["name"], s["params"]) for s in self.filter_specs()]
         except ValueError as exc:
             raise UserError(f"curate: {exc}") from None
-        table = pq.read_table(self.run_dir / "ingest" / "data" / f"part-{task.index:05d}.parquet")
+        table = pq.read_table(self._input("filter", task.index))
         captions = table.column("caption").to_pylist()
         keep, drops = apply_filters(filters, captions)
         rejected = [
-            {"id": table["id"][i].as_py(), "caption": captions[i], "reason": reason, "value": float(value),
-             "source_file": table["source_file"][i].as_py(), "source_index": table["source_index"][i].as_py()}
+            {
+                "id": table["id"][i].as_py(),
+                "caption": captions[i],
+                "reason": reason,
+                "value": float(value),
+                "source_file": table["source_file"][i].as_py(),
+                "source_index": table["source_index"][i].as_py(),
+            }
             for i, reason, value in drops
         ]
         kept = table.filter(pa.array(keep, type=pa.bool_()))
         if self.config.curate.dedup:
             hashes = text_hashes(kept.column("caption").to_pylist())
             kept = kept.append_column(FILTERED.field("text_hash"), pa.array(hashes, type=pa.uint64()))
-            fsio.write_table(self.data_path(task.index, "filtered"), kept)
-        else:
-            fsio.write_table(self.data_path(task.index), kept)
+        fsio.write_table(self._output("filter", task.index), kept)
         self.write_rejected(task, rejected)
         dropped: dict[str, int] = {}
         for _, reason, _ in drops:
@@ -89,9 +188,15 @@ class CurateStage(Stage):
     def _plan(self, task: Task) -> TaskStats:
         """First occurrence in pool order represents each normalised text; the rest point to it."""
         (n_shards,) = task.payload
-        parts = [pq.read_table(self.data_path(i, "filtered"), columns=["id", "text_hash"]) for i in range(n_shards)]
-        hashes = np.concatenate([p.column("text_hash").to_numpy() for p in parts]) if parts else np.zeros(0, "u8")
-        ids = np.concatenate([np.asarray(p.column("id").to_pylist(), dtype=object) for p in parts]) if parts else []
+        parts = [pq.read_table(self._input("dedup", i), columns=["id", "text_hash"]) for i in range(n_shards)]
+        hashes = (
+            np.concatenate([p.column("text_hash").to_numpy() for p in parts]) if parts else np.zeros(0, "u8")
+        )
+        ids = (
+            np.concatenate([np.asarray(p.column("id").to_pylist(), dtype=object) for p in parts])
+            if parts
+            else []
+        )
         _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         representative = first[inverse]
         keep = representative == np.arange(len(hashes))
@@ -99,23 +204,239 @@ class CurateStage(Stage):
         for i, part in enumerate(parts):
             sl = slice(offset, offset + part.num_rows)
             dup_of = [None if k else ids[r] for k, r in zip(keep[sl], representative[sl], strict=True)]
-            table = pa.table({"keep": pa.array(keep[sl]), "dup_of": pa.array(dup_of, type=pa.string())}, schema=PLAN)
+            table = pa.table(
+                {"keep": pa.array(keep[sl]), "dup_of": pa.array(dup_of, type=pa.string())}, schema=PLAN
+            )
             fsio.write_table(self.data_path(i, "dedup-plan"), table)
             offset += part.num_rows
         return TaskStats(0, 0)
 
     def _dedup(self, task: Task) -> TaskStats:
-        table = pq.read_table(self.data_path(task.index, "filtered"))
+        table = pq.read_table(self._input("dedup", task.index))
         plan = pq.read_table(self.data_path(task.index, "dedup-plan"))
         keep = plan.column("keep")
         dropped = table.filter(pc.invert(keep))
         dup_of = plan.filter(pc.invert(keep)).column("dup_of").to_pylist()
         rejected = [
-            {"id": row["id"], "caption": row["caption"], "reason": "duplicate_text", "detail": f"duplicate of {rep}",
-             "source_file": row["source_file"], "source_index": row["source_index"]}
+            {
+                "id": row["id"],
+                "caption": row["caption"],
+                "reason": "duplicate_text",
+                "detail": f"duplicate of {rep}",
+                "source_file": row["source_file"],
+                "source_index": row["source_index"],
+            }
             for row, rep in zip(dropped.to_pylist(), dup_of, strict=True)
         ]
         kept = table.filter(keep).drop_columns(["text_hash"])
-        fsio.write_table(self.data_path(task.index), kept.cast(schema.CAPTION))
+        fsio.write_table(self._output("dedup", task.index), kept.cast(schema.CAPTION))
         self.write_rejected(task, rejected)
         return TaskStats(table.num_rows, kept.num_rows, {"duplicate_text": len(rejected)} if rejected else {})
+
+    # -- near-duplicates --------------------------------------------------------------------------
+    def _neardup_plan(self, task: Task) -> TaskStats:
+        """MinHash LSH clusters over the whole pool; each cluster's first caption in pool order stays."""
+        from synthvlm.curate.neardup import plan_near_duplicates
+
+        cfg = self.config.curate.near_dup
+        (n_shards,) = task.payload
+        parts = [pq.read_table(self._input("neardup", i), columns=["id", "caption"]) for i in range(n_shards)]
+        ids = [v for p in parts for v in p.column("id").to_pylist()]
+        captions = [v for p in parts for v in p.column("caption").to_pylist()]
+        plan = plan_near_duplicates(
+            captions,
+            unit=cfg.shingle,
+            size=cfg.shingle_size,
+            num_perm=cfg.num_perm,
+            threshold=cfg.threshold,
+            seed=cfg.seed,
+        )
+        rep, keep = plan.representative, plan.keep
+        offset = 0
+        for i, part in enumerate(parts):
+            rows = range(offset, offset + part.num_rows)
+            table = pa.table(
+                {
+                    "keep": pa.array(keep[offset : offset + part.num_rows]),
+                    "dup_of": pa.array([None if keep[r] else ids[rep[r]] for r in rows], type=pa.string()),
+                    "dup_of_caption": pa.array(
+                        [None if keep[r] else captions[rep[r]] for r in rows], type=pa.string()
+                    ),
+                },
+                schema=NEARDUP_PLAN,
+            )
+            fsio.write_table(self.data_path(i, "neardup-plan"), table)
+            offset += part.num_rows
+        return TaskStats(0, 0)
+
+    def _neardup(self, task: Task) -> TaskStats:
+        from synthvlm.curate.neardup import jaccard
+
+        cfg = self.config.curate.near_dup
+        plan = pq.read_table(self.data_path(task.index, "neardup-plan"))
+
+        def decide(table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
+            keep = plan.column("keep").to_pylist()
+            dup_of = plan.column("dup_of").to_pylist()
+            rep_caption = plan.column("dup_of_caption").to_pylist()
+            captions = table.column("caption").to_pylist()
+            drops = [
+                {
+                    "row": i,
+                    "reason": "near_duplicate",
+                    "detail": f"cluster {dup_of[i]}",
+                    "value": jaccard(captions[i], rep_caption[i], unit=cfg.shingle, size=cfg.shingle_size),
+                }
+                for i, k in enumerate(keep)
+                if not k
+            ]
+            return keep, drops
+
+        return self._per_shard(task, decide)
+
+    # -- per-shard model and set steps ------------------------------------------------------------
+    def _per_shard(self, task: Task, decide: Any) -> TaskStats:
+        """Read the step's input shard, let `decide` pick the drops, write kept rows and rejected rows."""
+        table = pq.read_table(self._input(task.phase, task.index))
+        keep, drops = decide(table)
+        rows = table.select(["id", "caption", "source_file", "source_index"]).to_pylist()
+        rejected = [{**rows[d.pop("row")], **d} for d in drops]
+        kept = table.filter(pa.array(keep, type=pa.bool_()))
+        fsio.write_table(self._output(task.phase, task.index), kept)
+        self.write_rejected(task, rejected)
+        dropped: dict[str, int] = {}
+        for row in rejected:
+            dropped[row["reason"]] = dropped.get(row["reason"], 0) + 1
+        return TaskStats(table.num_rows, kept.num_rows, dropped)
+
+    def _device(self, device: str) -> str:
+        from synthvlm.curate.perplexity import pick_device
+
+        return pick_device(device)
+
+    def _perplexity(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
+        from synthvlm.curate.perplexity import KenlmScorer, PerplexityScorer, resolve_lm
+
+        cfg = self.config.curate.perplexity
+        if cfg.backend == "kenlm":
+            if cfg.tokenizer is None:
+                raise UserError(
+                    "curate.perplexity: the kenlm backend needs `tokenizer` (a SentencePiece .model)"
+                )
+            scorer = _cached(
+                ("kenlm", cfg.model, cfg.tokenizer), lambda: KenlmScorer(cfg.model, tokenizer=cfg.tokenizer)
+            )
+        else:
+            try:
+                model = resolve_lm(cfg.model, models_dir=self.run_dir / "models")
+            except ValueError as exc:
+                raise UserError(f"curate.perplexity: {exc}") from None
+            scorer = _cached(
+                ("perplexity", model, cfg.revision, cfg.device, cfg.batch_size, cfg.max_tokens),
+                lambda: PerplexityScorer(
+                    model,
+                    revision=cfg.revision,
+                    device=self._device(cfg.device),
+                    batch_size=cfg.batch_size,
+                    max_tokens=cfg.max_tokens,
+                ),
+            )
+        values = scorer.perplexities(table.column("caption").to_pylist())
+        keep = [bool(v <= cfg.max_perplexity) for v in values]  # NaN (nothing to predict) is dropped
+        drops = [
+            {"row": i, "reason": "perplexity", "value": float(v)}
+            for i, (k, v) in enumerate(zip(keep, values, strict=True))
+            if not k
+        ]
+        return keep, drops
+
+    def _alignment(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
+        from synthvlm.curate.alignment import align_table
+
+        return align_table(table, config=self.config.curate.alignment, run_dir=self.run_dir)
+
+    def _decontam(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
+        from synthvlm.curate.decontam import EvalIndex
+
+        cfg = self.config.curate.decontamination
+        index = _cached(
+            ("decontam", tuple(cfg.eval_files), cfg.format, cfg.ngram),
+            lambda: EvalIndex.from_files(cfg.eval_files, n=cfg.ngram, fmt=cfg.format),
+        )
+        keep: list[bool] = []
+        drops: list[dict[str, Any]] = []
+        for i, caption in enumerate(table.column("caption").to_pylist()):
+            match = index.match(caption)
+            bad = match is not None and match.overlap >= cfg.threshold
+            keep.append(not bad)
+            if bad:
+                drops.append(
+                    {
+                        "row": i,
+                        "reason": "contaminated",
+                        "value": match.overlap,
+                        "detail": match.item.describe(),
+                    }
+                )
+        return keep, drops
+
+    def _judge(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
+        from synthvlm.curate.judge import (
+            Judge,
+            JudgeError,
+            OpenAIBackend,
+            ResponseCache,
+            TransformersBackend,
+            load_template,
+        )
+        from synthvlm.curate.perplexity import resolve_lm
+
+        cfg = self.config.curate.judge
+        if cfg.backend == "openai":
+            backend = _cached(
+                ("judge", cfg),
+                lambda: OpenAIBackend(
+                    cfg.model,
+                    base_url=cfg.base_url,
+                    api_key_env=cfg.api_key_env,
+                    concurrency=cfg.concurrency,
+                    timeout=cfg.timeout,
+                    max_retries=cfg.max_retries,
+                    backoff=cfg.backoff,
+                    max_new_tokens=cfg.max_new_tokens,
+                ),
+            )
+        else:
+            model = resolve_lm(cfg.model, models_dir=self.run_dir / "models")
+            # Keyed by the configured name, not this run's build path of a builtin model.
+            backend = _cached(
+                ("judge", cfg, model),
+                lambda: TransformersBackend(
+                    model,
+                    name=cfg.model,
+                    device=self._device(cfg.device),
+                    batch_size=cfg.batch_size,
+                    max_new_tokens=cfg.max_new_tokens,
+                ),
+            )
+        # Outside the stage folder, so `--from curate` keeps the answers already paid for.
+        cache = ResponseCache(self.run_dir / "cache" / "judge.sqlite")
+        try:
+            verdicts = Judge(backend, template=load_template(cfg.template), cache=cache).judge(
+                table.column("caption").to_pylist()
+            )
+        except JudgeError as exc:
+            raise UserError(f"curate.judge: {exc}") from None
+        finally:
+            cache.close()
+        keep = [v.verdict is True for v in verdicts]
+        drops = [
+            {
+                "row": i,
+                "reason": "judge_no" if v.verdict is False else "judge_unparseable",
+                "detail": v.answer,
+            }
+            for i, v in enumerate(verdicts)
+            if v.verdict is not True
+        ]
+        return keep, drops

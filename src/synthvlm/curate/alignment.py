@@ -1,0 +1,166 @@
+"""Original-pair alignment: keep a caption only if it matches the real image it was written for.
+
+The paper keeps pairs with CLIP (ViT-B/32) cosine >= 0.28 and BLIP image-text matching (the ITM head of
+`Salesforce/blip-itm-base-coco`, probability of "match") >= 0.8. Captions without an `image_ref` pass
+through untouched (the pool may mix sources); a reference that does not resolve to a file is dropped as
+`missing_image`, one that Pillow cannot decode as `unreadable_image`, each with the path as detail. Relative
+references are resolved against `image_root`. CLIP runs first; BLIP scores only the captions CLIP kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from synthvlm.config import BUILTIN, AlignmentConfig
+
+_MODELS: dict[tuple[Any, ...], Any] = {}
+
+
+def resolve_model(model: str, *, models_dir: Path) -> str:
+    """`builtin:tiny-clip` / `builtin:tiny-blip-itm` are built locally; anything else is returned as is."""
+    if not model.startswith(BUILTIN):
+        return model
+    from synthvlm.models.tiny import build_tiny_clip
+    from synthvlm.models.tiny_lm import build_tiny_blip_itm
+
+    builders = {"tiny-clip": build_tiny_clip, "tiny-blip-itm": build_tiny_blip_itm}
+    name = model.removeprefix(BUILTIN)
+    if name not in builders:
+        raise ValueError(
+            f"unknown builtin alignment model {model!r}; valid: {sorted(BUILTIN + k for k in builders)}"
+        )
+    return str(builders[name](models_dir / name))
+
+
+class ItmScorer:
+    """BLIP image-text matching probability per pair; the model loads on first use."""
+
+    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 16) -> None:
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self._loaded: tuple[Any, Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        if self._loaded is None:
+            from transformers import AutoTokenizer, BlipForImageTextRetrieval, BlipImageProcessorPil
+
+            model = BlipForImageTextRetrieval.from_pretrained(self.model).to(self.device).eval()
+            self._loaded = (
+                model,
+                AutoTokenizer.from_pretrained(self.model),
+                BlipImageProcessorPil.from_pretrained(self.model),
+            )
+        return self._loaded
+
+    def scores(self, images: Sequence[Image.Image], captions: Sequence[str]) -> np.ndarray:
+        """softmax(ITM logits)[:, 1] (float64) for each image/caption pair."""
+        import torch
+
+        model, tokenizer, processor = self._load()
+        out = np.empty(len(images), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                stop = start + self.batch_size
+                text = tokenizer(
+                    list(captions[start:stop]), padding=True, truncation=True, return_tensors="pt"
+                )
+                pixels = processor(images=list(images[start:stop]), return_tensors="pt")["pixel_values"]
+                logits = model(
+                    input_ids=text["input_ids"].to(self.device),
+                    attention_mask=text["attention_mask"].to(self.device),
+                    pixel_values=pixels.to(self.device, model.dtype),
+                    use_itm_head=True,
+                ).itm_score
+                out[start:stop] = torch.softmax(logits.double(), dim=-1)[:, 1].cpu().numpy()
+        return out
+
+
+def load_image(ref: str, *, root: str | None) -> Image.Image | tuple[str, str]:
+    """The RGB image behind a reference, or (reason, path) when it is missing or cannot be decoded."""
+    path = Path(ref) if root is None else Path(root) / ref
+    if not path.is_file():
+        return ("missing_image", str(path))
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, Image.DecompressionBombError, ValueError):
+        return ("unreadable_image", str(path))
+
+
+def _scorers(config: AlignmentConfig, run_dir: Path) -> tuple[Any, Any]:
+    from synthvlm.curate.perplexity import pick_device
+    from synthvlm.score.clip import ClipScorer
+
+    key = (config, str(run_dir))
+    if key not in _MODELS:
+        device = pick_device(config.device)
+        models = run_dir / "models"
+        clip = (
+            None
+            if config.clip_model is None
+            else ClipScorer(
+                resolve_model(config.clip_model, models_dir=models),
+                device=device,
+                prefix="",
+                batch_size=config.batch_size,
+            )
+        )
+        itm = (
+            None
+            if config.itm_model is None
+            else ItmScorer(
+                resolve_model(config.itm_model, models_dir=models),
+                device=device,
+                batch_size=config.batch_size,
+            )
+        )
+        _MODELS[key] = (clip, itm)
+    return _MODELS[key]
+
+
+def align_table(
+    table: Any, *, config: AlignmentConfig, run_dir: Path
+) -> tuple[list[bool], list[dict[str, Any]]]:
+    """Keep mask and rejected rows (`row`, reason, value, detail) for one shard of captions."""
+    clip, itm = _scorers(config, run_dir)
+    captions = table.column("caption").to_pylist()
+    refs = table.column("image_ref").to_pylist()
+    keep = [True] * len(captions)
+    drops: list[dict[str, Any]] = []
+    rows: list[int] = []
+    images: list[Image.Image] = []
+    for i, ref in enumerate(refs):
+        if ref is None:
+            continue
+        loaded = load_image(ref, root=config.image_root)
+        if isinstance(loaded, tuple):
+            keep[i] = False
+            drops.append({"row": i, "reason": loaded[0], "detail": loaded[1]})
+        else:
+            rows.append(i)
+            images.append(loaded)
+    for name, scorer, minimum in (
+        ("clip_alignment", clip, config.min_clip),
+        ("itm_alignment", itm, config.min_itm),
+    ):
+        if scorer is None or not rows:
+            continue
+        values = (
+            scorer.cosines(images, [captions[r] for r in rows])
+            if name == "clip_alignment"
+            else scorer.scores(images, [captions[r] for r in rows])
+        )
+        survivors = [(r, img) for r, img, v in zip(rows, images, values, strict=True) if v >= minimum]
+        for r, v in zip(rows, values, strict=True):
+            if v < minimum:
+                keep[r] = False
+                drops.append({"row": r, "reason": name, "value": float(v)})
+        rows, images = [r for r, _ in survivors], [img for _, img in survivors]
+    drops.sort(key=lambda d: d["row"])
+    return keep, drops

@@ -1,0 +1,300 @@
+"""LLM Yes/No caption judge: an OpenAI-compatible endpoint or a local transformers model, answers cached.
+
+Every answer is stored in a SQLite cache, keyed by (backend and model, template hash, caption), the moment
+it arrives, so a killed run never asks the same question twice and a finished run re-run asks nothing.
+Answers are parsed strictly: after stripping whitespace, surrounding quotes/asterisks and one trailing
+period or exclamation mark, the answer must be the single word yes or no (any case); anything else is
+`unparseable` and is recorded as such, never guessed. The API key is read from an environment variable
+whose *name* is configured; its value is passed to the client only, never logged or written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+_STRIP = " \t\r\n\"'`*"
+
+
+def default_template() -> str:
+    """The packaged prompt (`synthvlm/data/judge_prompt.txt`): descriptive, coherent, clear enough to draw."""
+    return resources.files("synthvlm").joinpath("data/judge_prompt.txt").read_text(encoding="utf-8")
+
+
+def load_template(path: str | None) -> str:
+    """A template file's text (it must contain `{caption}`), or the default template when no path is given."""
+    text = default_template() if path is None else Path(path).read_text(encoding="utf-8")
+    if "{caption}" not in text:
+        raise ValueError(f"judge template {path or '(default)'} has no {{caption}} placeholder")
+    return text
+
+
+def template_hash(template: str) -> str:
+    """sha256 of the template text: part of every cache key, so editing the prompt asks again."""
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()
+
+
+def render(template: str, caption: str) -> str:
+    """The prompt for one caption (plain replacement: braces in captions or templates are left alone)."""
+    return template.replace("{caption}", caption)
+
+
+def parse_verdict(answer: str) -> bool | None:
+    """True for yes, False for no, None for anything else (strict: one word, no guessing)."""
+    text = answer.strip(_STRIP)
+    if text[-1:] in (".", "!"):
+        text = text[:-1].strip(_STRIP)
+    word = text.casefold()
+    if word == "yes":
+        return True
+    if word == "no":
+        return False
+    return None
+
+
+class JudgeError(RuntimeError):
+    """A judge request failed after every retry; answers received so far stay cached for the rerun."""
+
+
+class ResponseCache:
+    """Persistent answers: key -> raw answer text, committed one by one (SQLite, safe across processes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+        self._db.commit()
+
+    @staticmethod
+    def key(model_key: str, template_digest: str, caption: str) -> str:
+        """Cache key of one question: sha256 of (backend model, template hash, caption)."""
+        return hashlib.sha256(json.dumps([model_key, template_digest, caption]).encode("utf-8")).hexdigest()
+
+    def get(self, keys: Sequence[str]) -> dict[str, str]:
+        """The cached answers among these keys."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._db.execute(f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk).fetchall()
+            )
+        return found
+
+    def put(self, key: str, answer: str) -> None:
+        """Store one answer durably before anything else happens."""
+        self._db.execute("INSERT OR REPLACE INTO answers (key, answer) VALUES (?, ?)", (key, answer))
+        self._db.commit()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Backend(ABC):
+    """Answers prompts; `ask` calls `on_answer(index, text)` as each answer arrives (any order)."""
+
+    model_key: str
+
+    @abstractmethod
+    def ask(self, prompts: Sequence[str], on_answer: Callable[[int, str], None]) -> None:
+        """Answer every prompt or raise JudgeError."""
+
+
+class OpenAIBackend(Backend):
+    """Chat completions on any OpenAI-compatible server (vLLM, TGI, llama.cpp, hosted APIs)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        max_new_tokens: int = 4,
+    ) -> None:
+        self.model = model
+        self.model_key = f"openai:{model}"
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_new_tokens = max_new_tokens
+        self._client: Any = None
+
+    def _load(self) -> Any:
+        if self._client is None:
+            try:
+                import openai
+            except ImportError:
+                raise ImportError(
+                    "the OpenAI-compatible judge needs openai: pip install 'synthvlm[curate-llm]'"
+                ) from None
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise JudgeError(
+                    f"environment variable {self.api_key_env} is not set; set it to the endpoint's API key "
+                    "(any non-empty value for a server without authentication)"
+                )
+            # Retries are ours (backoff, which errors count), so the client's own are off.
+            self._client = openai.OpenAI(
+                base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=0
+            )
+        return self._client
+
+    def _ask_one(self, prompt: str) -> str:
+        import openai
+
+        client = self._load()
+        last: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                reply = client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": prompt}],
+                    temperature=0,
+                    max_tokens=self.max_new_tokens,
+                )
+                return reply.choices[0].message.content or ""
+            except (
+                openai.APITimeoutError,
+                openai.APIConnectionError,
+                openai.InternalServerError,
+                openai.RateLimitError,
+            ) as exc:
+                last = exc
+            except openai.APIStatusError as exc:  # 4xx other than 429: retrying cannot help
+                raise JudgeError(f"judge endpoint refused the request: HTTP {exc.status_code}") from None
+        raise JudgeError(
+            f"judge endpoint failed {self.max_retries + 1} times ({type(last).__name__}); "
+            "rerun to resume: answers received so far are cached"
+        )
+
+    def ask(self, prompts: Sequence[str], on_answer: Callable[[int, str], None]) -> None:
+        self._load()
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = {pool.submit(self._ask_one, p): i for i, p in enumerate(prompts)}
+            try:
+                for future in as_completed(futures):
+                    on_answer(futures[future], future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+class TransformersBackend(Backend):
+    """A local causal LM answering greedily (chat template when the tokenizer has one), in batches."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        name: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 8,
+        max_new_tokens: int = 4,
+    ) -> None:
+        self.model = model
+        self.model_key = f"transformers:{name or model}"
+        self.device = device
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.model, padding_side="left")
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model = AutoModelForCausalLM.from_pretrained(self.model).to(self.device).eval()
+            self._loaded = (model, tokenizer)
+        return self._loaded
+
+    def _text(self, prompt: str) -> str:
+        _, tokenizer = self._load()
+        if tokenizer.chat_template:
+            return tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        return prompt
+
+    def ask(self, prompts: Sequence[str], on_answer: Callable[[int, str], None]) -> None:
+        import torch
+
+        model, tokenizer = self._load()
+        for start in range(0, len(prompts), self.batch_size):
+            texts = [self._text(p) for p in prompts[start : start + self.batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                self.device
+            )
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for offset, answer in enumerate(answers):
+                on_answer(start + offset, answer)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's raw answer and its strict reading (None: unparseable)."""
+
+    answer: str
+    verdict: bool | None
+    cached: bool
+
+
+class Judge:
+    """Asks a backend about captions it has not answered before; every answer goes through the cache."""
+
+    def __init__(self, backend: Backend, *, template: str, cache: ResponseCache) -> None:
+        self.backend = backend
+        self.template = template
+        self.template_digest = template_hash(template)
+        self.cache = cache
+
+    def judge(self, captions: Sequence[str]) -> list[Verdict]:
+        """One verdict per caption, in order; only uncached, distinct captions reach the backend."""
+        keys = [ResponseCache.key(self.backend.model_key, self.template_digest, c) for c in captions]
+        answers = self.cache.get(keys)
+        cached = set(answers)
+        missing: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in answers and key not in missing:
+                missing[key] = i
+        todo = list(missing.items())
+
+        def store(j: int, answer: str) -> None:
+            key = todo[j][0]
+            self.cache.put(key, answer)
+            answers[key] = answer
+
+        if todo:
+            self.backend.ask([render(self.template, captions[i]) for _, i in todo], store)
+        return [Verdict(answers[k], parse_verdict(answers[k]), k in cached) for k in keys]

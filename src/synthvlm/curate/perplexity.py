@@ -1,0 +1,160 @@
+"""Per-caption perplexity under a Hugging Face causal LM, batched, so fluent captions can be told from noise.
+
+Perplexity is `exp(mean negative log-likelihood)` of the caption's tokens, each predicted from the ones
+before it. The tokenizer's BOS token (when it has one) is put in front so the first word is predicted
+too; captions are cut at `max_tokens` tokens. Batches are right-padded and masked, so a caption's value
+does not depend on its batch neighbours beyond float rounding; the batch layout is fixed by pool order
+and `batch_size` (both in the stage fingerprint), so results are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthvlm.config import BUILTIN
+
+BUILTIN_LMS = ("tiny-lm",)
+"""Locally built causal LMs, by the NAME of a `builtin:NAME` model string."""
+
+
+def resolve_lm(model: str, *, models_dir: str | Path) -> str:
+    """A model string as `from_pretrained` takes it: `builtin:tiny-lm` is built into `models_dir` first."""
+    if not model.startswith(BUILTIN):
+        return model
+    name = model.removeprefix(BUILTIN)
+    if name not in BUILTIN_LMS:
+        raise ValueError(
+            f"unknown builtin language model {model!r}; valid: {[BUILTIN + n for n in BUILTIN_LMS]}"
+        )
+    from synthvlm.models.tiny_lm import build_tiny_lm
+
+    return str(build_tiny_lm(Path(models_dir) / name))
+
+
+def pick_device(device: str) -> str:
+    """`auto` is CUDA when available, else CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class PerplexityScorer:
+    """Perplexity of each caption under a causal LM; the model loads on first use (once per worker)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        revision: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_tokens: int = 128,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if max_tokens < 2:
+            raise ValueError(f"max_tokens must be at least 2, got {max_tokens}.")
+        self.model = model
+        self.revision = revision
+        self.device = device
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
+            model = (
+                AutoModelForCausalLM.from_pretrained(self.model, revision=self.revision)
+                .to(self.device)
+                .eval()
+            )
+            self._loaded = (model, tokenizer)
+        return self._loaded
+
+    def _ids(self, caption: str) -> list[int]:
+        _, tokenizer = self._load()
+        ids = tokenizer(caption, add_special_tokens=False)["input_ids"]
+        if tokenizer.bos_token_id is not None:
+            ids = [tokenizer.bos_token_id, *ids]
+        return ids[: self.max_tokens]
+
+    def perplexities(self, captions: Sequence[str]) -> np.ndarray:
+        """float64 perplexity per caption; NaN for a caption with no token to predict (empty text, no BOS)."""
+        import torch
+
+        model, tokenizer = self._load()
+        out = np.full(len(captions), np.nan)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        for start in range(0, len(captions), self.batch_size):
+            batch = [self._ids(c) for c in captions[start : start + self.batch_size]]
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, ids in enumerate(batch):
+                input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                mask[row, : len(ids)] = 1
+            with torch.inference_mode():
+                logits = model(
+                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits
+            logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
+            target = input_ids[:, 1:]
+            token_lp = logprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).double()
+            valid = mask[:, 1:].double()
+            counts = valid.sum(dim=1)
+            nll = -(token_lp * valid).sum(dim=1)
+            for row in range(len(batch)):
+                if counts[row] > 0:
+                    out[start + row] = math.exp(float(nll[row] / counts[row]))
+        return out
+
+
+class KenlmScorer:
+    """Data-Juicer's perplexity: a KenLM model (.arpa/.bin) over SentencePiece pieces joined by spaces.
+
+    `10 ** (-sum(log10 scores) / (words + 1))` per line of the caption, as Data-Juicer's `perplexity_filter`
+    computes it (the paper: English Wikipedia KenLM + SentencePiece, keep <= 5500).
+    """
+
+    def __init__(self, model: str, *, tokenizer: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            try:
+                import kenlm
+                import sentencepiece
+            except ImportError:
+                raise ImportError(
+                    "KenLM perplexity needs kenlm and sentencepiece: pip install 'synthvlm[kenlm]'"
+                ) from None
+            self._loaded = (
+                kenlm.Model(self.model),
+                sentencepiece.SentencePieceProcessor(model_file=self.tokenizer),
+            )
+        return self._loaded
+
+    def perplexities(self, captions: Sequence[str]) -> np.ndarray:
+        """float64 perplexity per caption."""
+        model, sp = self._load()
+        out = np.empty(len(captions), dtype=np.float64)
+        for i, caption in enumerate(captions):
+            text = " ".join(sp.encode(caption, out_type=str))
+            log_score, length = 0.0, 0
+            for line in text.splitlines():
+                log_score += model.score(line)
+                length += len(line.split()) + 1
+            out[i] = 10.0 ** (-log_score / length) if length else math.nan
+        return out
