@@ -38,7 +38,9 @@ class FilterSpec(_Model):
 class PerplexityConfig(_Model):
     """Drop captions a causal LM finds too unlikely (hub id or local path; `builtin:tiny-lm` in tests)."""
 
+    backend: Literal["transformers", "kenlm"] = "transformers"
     model: str
+    tokenizer: str | None = None
     revision: str | None = None
     max_perplexity: float = Field(gt=0)
     batch_size: int = Field(32, gt=0)
@@ -47,7 +49,7 @@ class PerplexityConfig(_Model):
 
 
 class AlignmentConfig(_Model):
-    """Original-pair alignment: CLIP cosine and BLIP image-text matching against the caption's source image."""
+    """Original-pair alignment: CLIP cosine and BLIP image-text matching against the source image."""
 
     clip_model: str | None = "openai/clip-vit-base-patch32"
     min_clip: float = 0.28
@@ -172,7 +174,7 @@ class GenerateConfig(_Model):
     jpeg_quality: int = Field(95, ge=1, le=100)
     max_attempts: int = Field(3, gt=0)
     vae: str | None = None
-    """Replacement VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix to decode in fp16 without NaNs."""
+    """Replacement VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix: fp16 decoding without NaNs."""
     compile: bool = False
     """torch.compile the UNet on CUDA: slower first batch, faster steady state."""
 
@@ -242,6 +244,9 @@ class RayConfig(_Model):
     num_gpus: float | None = Field(None, ge=0)  # per actor; None: 1 when the cluster has GPUs, else 0
     memory_gb: float | None = Field(None, gt=0)  # per actor or task, so Ray never packs too many on a node
     max_retries: int = Field(2, ge=0)  # extra attempts of a failing or lost task before the run fails
+    # torch intra-op threads per worker. CPU kernels' float results depend on it, so None takes the driver's
+    # count: outputs then match a local run on the driver's machine byte for byte.
+    threads: int | None = Field(None, gt=0)
 
 
 class RunConfig(_Model):
