@@ -93,10 +93,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         t_ours = median_seconds(lambda: scorer.cosines(images, captions), repeat=repeat)
         t_peer = median_seconds(peer, repeat=repeat)
     return [
-        row("CLIP cosines, tiny local CLIP, 224² images", ours=n / t_ours, peer=n / t_peer,
-            peer_name=PEER + " (adapter, callable loader)", unit="images/s", higher_is_better=True,
+        row(
+            "CLIP cosines, tiny local CLIP, 224² images",
+            ours=n / t_ours,
+            peer=n / t_peer,
+            peer_name=PEER + " (adapter, callable loader)",
+            unit="images/s",
+            higher_is_better=True,
             notes=f"{n} pairs, batches of {batch}, model load excluded; "
-                  f"max abs(max(cos,0) - tm/100) {diff:.1e}"),
+            f"max abs(max(cos,0) - tm/100) {diff:.1e}",
+        ),
     ]
 
 

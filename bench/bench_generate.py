@@ -15,10 +15,26 @@ from typing import Any
 from common import row, table
 
 PEER = "bare StableDiffusionXLPipeline loop"
-SUBJECTS = ["a red bicycle", "two dogs", "a bowl of strawberries", "an old lighthouse", "a city street",
-            "a green parrot", "a snowy mountain", "a wooden boat"]
-PLACES = ["at sunset", "in the rain", "on a table", "near the sea", "in a park", "at night", "indoors",
-          "in a field"]
+SUBJECTS = [
+    "a red bicycle",
+    "two dogs",
+    "a bowl of strawberries",
+    "an old lighthouse",
+    "a city street",
+    "a green parrot",
+    "a snowy mountain",
+    "a wooden boat",
+]
+PLACES = [
+    "at sunset",
+    "in the rain",
+    "on a table",
+    "near the sea",
+    "in a park",
+    "at night",
+    "indoors",
+    "in a field",
+]
 
 
 def _captions(n: int) -> list[str]:
@@ -28,13 +44,20 @@ def _captions(n: int) -> list[str]:
 def _config(inputs: Path, batch: int) -> Any:
     from synthvlm.config import RunConfig
 
-    return RunConfig.model_validate({
-        "seed": 0,
-        "ingest": {"inputs": [str(inputs)]},
-        "curate": {"filters": [], "dedup": False},  # every caption reaches generate
-        "generate": {"preset": "tiny", "candidates_per_caption": 1, "batch_size": batch,
-                     "images_per_shard": 1000, "device": "cpu"},
-    })
+    return RunConfig.model_validate(
+        {
+            "seed": 0,
+            "ingest": {"inputs": [str(inputs)]},
+            "curate": {"filters": [], "dedup": False},  # every caption reaches generate
+            "generate": {
+                "preset": "tiny",
+                "candidates_per_caption": 1,
+                "batch_size": batch,
+                "images_per_shard": 1000,
+                "device": "cpu",
+            },
+        }
+    )
 
 
 def _bare(model_dir: Path, prompts: list[str], ids: list[str], config: Any) -> tuple[float, float]:
@@ -52,11 +75,19 @@ def _bare(model_dir: Path, prompts: list[str], ids: list[str], config: Any) -> t
     with torch.inference_mode():
         for s in range(0, len(prompts), cfg.batch_size):
             batch = prompts[s : s + cfg.batch_size]
-            pipe(prompt=batch, negative_prompt=[cfg.negative_prompt] * len(batch),
-                 generator=[torch.Generator("cpu").manual_seed(derive_seed(config.seed, c, 0))
-                            for c in ids[s : s + cfg.batch_size]],
-                 num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
-                 width=cfg.width, height=cfg.height, output_type="pil")
+            pipe(
+                prompt=batch,
+                negative_prompt=[cfg.negative_prompt] * len(batch),
+                generator=[
+                    torch.Generator("cpu").manual_seed(derive_seed(config.seed, c, 0))
+                    for c in ids[s : s + cfg.batch_size]
+                ],
+                num_inference_steps=cfg.steps,
+                guidance_scale=cfg.guidance,
+                width=cfg.width,
+                height=cfg.height,
+                output_type="pil",
+            )
     return t1 - t0, time.perf_counter() - t1
 
 
@@ -64,8 +95,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Seconds per image of the generate stage and of the bare loop, pipeline load included in both."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="16 captions and fewer repeats")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for both sides (1: on a shared 2-core box, 2 threads spin-wait)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for both sides (1: on a shared 2-core box, 2 threads spin-wait)",
+    )
     args = parser.parse_args(argv)
     import diffusers
     import torch
@@ -91,8 +126,9 @@ def _measure(quick: bool, threads: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         inputs = tmp / "captions.jsonl"
-        inputs.write_text("".join(json.dumps({"id": i, "caption": c}) + "\n" for i, c in zip(ids, captions,
-                                                                                         strict=True)))
+        inputs.write_text(
+            "".join(json.dumps({"id": i, "caption": c}) + "\n" for i, c in zip(ids, captions, strict=True))
+        )
         config = _config(inputs, batch)
         run_dir = tmp / "run"
         run(run_dir, config, stages=["ingest", "curate"], progress=False)
@@ -114,11 +150,16 @@ def _measure(quick: bool, threads: int) -> list[dict[str, Any]]:
             raise RuntimeError(f"generate kept {kept} of {n} images")
     t_ours, t_bare, t_load = (statistics.median(x) / n for x in (ours, bare, loads))
     return [
-        row("generate stage, tiny SDXL 64², 2 steps", ours=t_ours, peer=t_bare, peer_name=PEER,
+        row(
+            "generate stage, tiny SDXL 64², 2 steps",
+            ours=t_ours,
+            peer=t_bare,
+            peer_name=PEER,
             unit="s/image",
             notes=f"{n} captions x 1 candidate, batch {batch}, {threads} torch thread(s), "
-                  f"median of {repeat}; pipeline load included in both (bare load {t_load * n:.2f} s); "
-                  f"overhead {100 * (t_ours / t_bare - 1):+.1f}%"),
+            f"median of {repeat}; pipeline load included in both (bare load {t_load * n:.2f} s); "
+            f"overhead {100 * (t_ours / t_bare - 1):+.1f}%",
+        ),
     ]
 
 

@@ -55,17 +55,20 @@ def _write_shards(run_dir: Path, rows: int, shards: int) -> None:
         clip = rng.random(per) * 0.4
         ssim = rng.random(per)
         shard = f"generate/images/part-{s:05d}.tar"
-        table = pa.table({
-            "key": _fixed_strings("c", caption, 9, cand),
-            "caption_id": _fixed_strings("c", caption, 9),
-            "candidate_index": pa.array(cand),
-            "caption": _fixed_strings("a photo of thing ", caption, 9),
-            "image_shard": pa.array(np.full(per, shard, dtype=object), pa.string()),
-            "image_name": _fixed_strings("c", caption, 9, cand),
-            "clip": clip,
-            "ssim": ssim,
-            "weighted": clip + 0.5 * ssim,
-        }, schema=schema.SCORE)
+        table = pa.table(
+            {
+                "key": _fixed_strings("c", caption, 9, cand),
+                "caption_id": _fixed_strings("c", caption, 9),
+                "candidate_index": pa.array(cand),
+                "caption": _fixed_strings("a photo of thing ", caption, 9),
+                "image_shard": pa.array(np.full(per, shard, dtype=object), pa.string()),
+                "image_name": _fixed_strings("c", caption, 9, cand),
+                "clip": clip,
+                "ssim": ssim,
+                "weighted": clip + 0.5 * ssim,
+            },
+            schema=schema.SCORE,
+        )
         fsio.write_table(run_dir / "score" / "data" / f"part-{s:05d}.parquet", table)
 
 
@@ -98,8 +101,9 @@ def _child(kind: str, run_dir: str) -> None:
 
 
 def _measure(kind: str, run_dir: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(run_dir)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(run_dir)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -124,13 +128,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise RuntimeError(f"select kept {ours['kept']} rows, the peer {peer['kept']}")
     setup = f"{rows:,} rows in {shards} shards, {CANDIDATES} candidates/caption, top_k {TOP_K:,}"
     return [
-        row(f"select, time ({rows / 1e6:.0f}M rows)", ours=ours["seconds"], peer=peer["seconds"],
-            peer_name=PEER, unit="s",
+        row(
+            f"select, time ({rows / 1e6:.0f}M rows)",
+            ours=ours["seconds"],
+            peer=peer["seconds"],
+            peer_name=PEER,
+            unit="s",
             notes=f"{setup}; goal <= {GOAL_SECONDS:g} s; ours also gathers full rows, ranks ties "
-                  f"and writes selection + rejected (shards written in {write_s:.0f} s, untimed)"),
-        row(f"select, peak RSS ({rows / 1e6:.0f}M rows)", ours=ours["rss"] / 1e9, peer=peer["rss"] / 1e9,
-            peer_name=PEER, unit="GB",
-            notes=f"peak RSS (VmHWM) of each side's own process; goal <= {GOAL_GB:g} GB"),
+            f"and writes selection + rejected (shards written in {write_s:.0f} s, untimed)",
+        ),
+        row(
+            f"select, peak RSS ({rows / 1e6:.0f}M rows)",
+            ours=ours["rss"] / 1e9,
+            peer=peer["rss"] / 1e9,
+            peer_name=PEER,
+            unit="GB",
+            notes=f"peak RSS (VmHWM) of each side's own process; goal <= {GOAL_GB:g} GB",
+        ),
     ]
 
 

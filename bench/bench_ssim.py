@@ -52,11 +52,22 @@ def _rows(label: str, images: list[Image.Image], repeat: int) -> list[dict[str, 
     t_peer_e2e = median_seconds(peer_end_to_end, repeat=repeat) / len(images)
     size = f"{images[0].width}x{images[0].height}" if len({im.size for im in images}) == 1 else "mixed sizes"
     return [
-        row(f"ssim_pair, 768² gray pair ({label})", ours=1e3 * t_ours, peer=1e3 * t_peer, peer_name=PEER,
-            unit="ms/pair", notes=f"{len(pairs)} pairs; max abs diff {diff:.1e}"),
-        row(f"paper_ssim end to end ({label})", ours=1e3 * t_ours_e2e, peer=1e3 * t_peer_e2e,
-            peer_name=PEER + " after the same resizes", unit="ms/image",
-            notes=f"{len(images)} RGB images ({size}); max abs diff {e2e_diff:.1e}"),
+        row(
+            f"ssim_pair, 768² gray pair ({label})",
+            ours=1e3 * t_ours,
+            peer=1e3 * t_peer,
+            peer_name=PEER,
+            unit="ms/pair",
+            notes=f"{len(pairs)} pairs; max abs diff {diff:.1e}",
+        ),
+        row(
+            f"paper_ssim end to end ({label})",
+            ours=1e3 * t_ours_e2e,
+            peer=1e3 * t_peer_e2e,
+            peer_name=PEER + " after the same resizes",
+            unit="ms/image",
+            notes=f"{len(images)} RGB images ({size}); max abs diff {e2e_diff:.1e}",
+        ),
     ]
 
 
@@ -71,8 +82,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if coco:
         rows += _rows("COCO val2017", coco, repeat)
     else:
-        rows.append(row("ssim_pair (COCO val2017)", ours=float("nan"), peer=None, peer_name=PEER,
-                        unit="ms/pair", notes=f"skipped: {SHARED_DATA / 'coco-mini'} is absent"))
+        rows.append(
+            row(
+                "ssim_pair (COCO val2017)",
+                ours=float("nan"),
+                peer=None,
+                peer_name=PEER,
+                unit="ms/pair",
+                notes=f"skipped: {SHARED_DATA / 'coco-mini'} is absent",
+            )
+        )
     rows += _rows("smooth noise 1024²", _smooth_noise(n), repeat)
     return rows
 

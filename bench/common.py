@@ -29,7 +29,13 @@ def median_seconds(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -
 
 
 def row(
-    name: str, *, ours: float, peer: float | None, peer_name: str, unit: str, notes: str = "",
+    name: str,
+    *,
+    ours: float,
+    peer: float | None,
+    peer_name: str,
+    unit: str,
+    notes: str = "",
     higher_is_better: bool = False,
 ) -> dict[str, Any]:
     """One result row; ratio is how many times better ours is than the peer (>1: ours wins)."""
@@ -37,8 +43,15 @@ def row(
         ratio = None
     else:
         ratio = ours / peer if higher_is_better else peer / ours
-    return {"name": name, "ours": ours, "peer": peer, "peer_name": peer_name, "unit": unit,
-            "ratio": ratio, "notes": notes}
+    return {
+        "name": name,
+        "ours": ours,
+        "peer": peer,
+        "peer_name": peer_name,
+        "unit": unit,
+        "ratio": ratio,
+        "notes": notes,
+    }
 
 
 def machine() -> dict[str, str]:

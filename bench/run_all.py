@@ -8,11 +8,18 @@ import time
 
 import bench_clip
 import bench_generate
+import bench_ray
 import bench_select
 import bench_ssim
 from common import describe, table
 
-BENCHES = {"ssim": bench_ssim, "clip": bench_clip, "generate": bench_generate, "select": bench_select}
+BENCHES = {
+    "ssim": bench_ssim,
+    "clip": bench_clip,
+    "generate": bench_generate,
+    "select": bench_select,
+    "ray": bench_ray,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from synthvlm import pipeline
 from synthvlm.config import RunConfig, load_config
-from synthvlm.errors import UserError
+from synthvlm.errors import ShardFailedError, UserError
 
 app = typer.Typer(
     help="Build SynthVLM-style synthetic image-caption datasets: "
@@ -31,7 +31,11 @@ FromOpt = Annotated[
     str | None,
     typer.Option("--from", help="Recompute from this stage on (deletes its outputs and later stages')."),
 ]
-ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: local.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: local or ray.")]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster to join with --executor ray: auto or ray://HOST:PORT."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -45,8 +49,15 @@ def _config(run: Path) -> RunConfig:
 
 
 def _run_stages(
-    run: Path, config: RunConfig, stages: list[str], recompute: str | None, executor: str, quiet: bool
+    run: Path,
+    config: RunConfig,
+    stages: list[str],
+    recompute: str | None,
+    executor: str,
+    quiet: bool,
+    address: str | None = None,
 ) -> None:
+    config = config.updated("ray", address=address)
     results = pipeline.run(
         run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet
     )
@@ -95,11 +106,12 @@ def curate(
     ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Filter captions with the recipe's rules and drop exact duplicates."""
     config = _config(run).updated("curate", recipe=recipe)
-    _run_stages(run, config, ["curate"], recompute, executor, quiet)
+    _run_stages(run, config, ["curate"], recompute, executor, quiet, address)
 
 
 @app.command()
@@ -113,6 +125,7 @@ def generate(
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Generate candidate images for every curated caption."""
@@ -127,7 +140,7 @@ def generate(
     config = config.updated(
         "generate", candidates_per_caption=candidates, batch_size=batch_size, device=device
     )
-    _run_stages(run, config, ["generate"], recompute, executor, quiet)
+    _run_stages(run, config, ["generate"], recompute, executor, quiet, address)
 
 
 @app.command()
@@ -139,11 +152,12 @@ def score(
     device: Annotated[str | None, typer.Option("--device")] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every generated image: CLIPScore + lambda * SSIM."""
     config = _config(run).updated("score", clip_model=clip_model, device=device)
-    _run_stages(run, config, ["score"], recompute, executor, quiet)
+    _run_stages(run, config, ["score"], recompute, executor, quiet, address)
 
 
 @app.command()
@@ -187,12 +201,13 @@ def run_cmd(
     ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run the whole pipeline from a recipe, resuming whatever is already done."""
     config = load_config(config_file)
     run = run or Path("runs") / config_file.stem
-    _run_stages(run, config, list(pipeline.ORDER), recompute, executor, quiet)
+    _run_stages(run, config, list(pipeline.ORDER), recompute, executor, quiet, address)
     out.print(f"run directory: {run}")
 
 
@@ -339,3 +354,6 @@ def main() -> None:
     except UserError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except ShardFailedError as exc:
+        err.print(f"failed: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """A mistake in input, config or invocation, explained in one sentence."""
+
+
+class ShardFailedError(RuntimeError):
+    """Shards that failed on every attempt; raised so a run never skips one silently."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from synthvlm.config import RunConfig
+from synthvlm.ray_executor import RayExecutor
 from synthvlm.stage import Stage, Task, execute_task
 
 
@@ -20,6 +22,11 @@ class LocalExecutor:
     def __init__(self, *, progress: bool = True) -> None:
         self.progress = progress
 
+    @classmethod
+    def from_config(cls, config: RunConfig, *, progress: bool = True) -> LocalExecutor:
+        """The local executor takes nothing from the config."""
+        return cls(progress=progress)
+
     def map(self, stage: Stage, tasks: Sequence[Task]) -> None:
         if not tasks:
             return
@@ -32,12 +39,12 @@ class LocalExecutor:
                 shard_done()
 
 
-EXECUTORS: dict[str, type] = {"local": LocalExecutor}
-"""Registered executors by name."""
+EXECUTORS: dict[str, type] = {"local": LocalExecutor, "ray": RayExecutor}
+"""Registered executors by name; each is built by its `from_config(config, progress=...)`."""
 
 
-def make_executor(name: str, *, progress: bool = True) -> Executor:
+def make_executor(name: str, *, config: RunConfig | None = None, progress: bool = True) -> Executor:
     """Build an executor by name; unknown names raise ValueError listing the valid ones."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; valid: {sorted(EXECUTORS)}")
-    return EXECUTORS[name](progress=progress)
+    return EXECUTORS[name].from_config(config or RunConfig(), progress=progress)

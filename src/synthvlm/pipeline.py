@@ -52,7 +52,7 @@ def run(
     if recompute_from:
         reset_stages(run_dir, ORDER[ORDER.index(recompute_from) :])
     save_run_config(run_dir, config)
-    runner = make_executor(executor, progress=progress)
+    runner = make_executor(executor, config=config, progress=progress)
     results = {}
     for name in ORDER:
         if name in stages:

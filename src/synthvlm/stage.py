@@ -50,8 +50,12 @@ class TaskStats:
     extra: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"in": self.n_in, "kept": self.kept, "dropped": dict(sorted(self.dropped.items())),
-                "extra": dict(sorted(self.extra.items()))}
+        return {
+            "in": self.n_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "extra": dict(sorted(self.extra.items())),
+        }
 
 
 class Stage(ABC):
@@ -61,6 +65,7 @@ class Stage(ABC):
     upstream: ClassVar[tuple[str, ...]] = ()
     sequential_phases: ClassVar[frozenset[str]] = frozenset()
     unit: ClassVar[str] = "rows"
+    uses_model: ClassVar[bool] = False  # a model stage runs on long-lived workers that load it once
 
     def __init__(self, run_dir: str | Path, config: RunConfig) -> None:
         self.run_dir = Path(run_dir)
@@ -186,7 +191,9 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
     """Run every pending task of a stage, phase by phase; return its funnel. A finished stage does no work."""
     for name in stage.upstream:
         if not is_complete(stage.run_dir, name):
-            raise UserError(f"stage '{stage.name}' needs '{name}' first: run `synthvlm {name} --run {stage.run_dir}`")
+            raise UserError(
+                f"stage '{stage.name}' needs '{name}' first: run `synthvlm {name} --run {stage.run_dir}`"
+            )
     check_fingerprint(stage)
     fsio.write_json(stage.dir / "phases.json", stage.phases())
     for stale in stage.dir.rglob(".*.tmp-*"):  # left by a killed worker; never part of any output
@@ -228,7 +235,9 @@ def funnel(run_dir: Path, name: str) -> dict[str, Any]:
     records: dict[str, list[dict[str, Any]]] = {}
     for path in sorted((folder / "done").glob("*.json")):
         records.setdefault(path.stem.rsplit("-", 1)[0], []).append(fsio.read_json(path))
-    phase_order = fsio.read_json(folder / "phases.json") if (folder / "phases.json").exists() else list(records)
+    phase_order = (
+        fsio.read_json(folder / "phases.json") if (folder / "phases.json").exists() else list(records)
+    )
     dropped: dict[str, int] = {}
     extra: dict[str, float] = {}
     for recs in records.values():

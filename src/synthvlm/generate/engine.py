@@ -162,7 +162,9 @@ class ImageGenerator:
 
             vae_source, vae_local = self._source(self.config.vae)
             vae_kwargs = {"local_files_only": True} if vae_local else {}
-            kwargs["vae"] = AutoencoderKL.from_pretrained(vae_source, dtype=kwargs["dtype"], use_safetensors=True, **vae_kwargs)
+            kwargs["vae"] = AutoencoderKL.from_pretrained(
+                vae_source, dtype=kwargs["dtype"], use_safetensors=True, **vae_kwargs
+            )
         pipe = DiffusionPipeline.from_pretrained(source, **kwargs).to(self.device)
         pipe.set_progress_bar_config(disable=True)
         if self.device.startswith("cuda") and hasattr(pipe, "unet"):

@@ -47,6 +47,7 @@ class GenerateStage(Stage):
     name = "generate"
     upstream = ("curate",)
     unit = "images"
+    uses_model = True
 
     def settings(self) -> dict[str, Any]:
         return {"seed": self.config.seed, **self.config.generate.model_dump()}
@@ -61,7 +62,9 @@ class GenerateStage(Stage):
         cfg = self.config.generate
         items = sum(row_counts(self._captions())) * cfg.candidates_per_caption
         size = cfg.images_per_shard
-        return [Task(phase, k, (start, min(start + size, items))) for k, start in enumerate(range(0, items, size))]
+        return [
+            Task(phase, k, (start, min(start + size, items))) for k, start in enumerate(range(0, items, size))
+        ]
 
     def run_task(self, task: Task) -> TaskStats:
         cfg = self.config.generate
@@ -86,22 +89,37 @@ class GenerateStage(Stage):
                     batch = items[b : b + cfg.batch_size]
                     t0 = time.perf_counter()
                     results = gen.generate(
-                        [t for _, t, _ in batch], caption_ids=[c for c, _, _ in batch], candidate_indices=[k for *_, k in batch]
+                        [t for _, t, _ in batch],
+                        caption_ids=[c for c, _, _ in batch],
+                        candidate_indices=[k for *_, k in batch],
                     )
                     per_image = (time.perf_counter() - t0) / len(batch)
                     for (cid, text, k), res in zip(batch, results, strict=True):
                         key = f"{cid}-{k}"
                         n_tokens, truncated = tokens[text]
                         row = {
-                            "key": key, "caption_id": cid, "candidate_index": k, "caption": text, "seed": res.seed,
-                            "attempts": res.attempts, "status": res.status, "reason": res.reason,
+                            "key": key,
+                            "caption_id": cid,
+                            "candidate_index": k,
+                            "caption": text,
+                            "seed": res.seed,
+                            "attempts": res.attempts,
+                            "status": res.status,
+                            "reason": res.reason,
                             "image_shard": shard_rel if res.status == "ok" else None,
                             "image_name": f"{key}.{cfg.image_format}" if res.status == "ok" else None,
-                            "model_id": prov.model_id, "model_revision": prov.model_revision,
-                            "refiner_id": prov.refiner_id, "refiner_revision": prov.refiner_revision,
-                            "scheduler": prov.scheduler, "steps": cfg.steps, "guidance": cfg.guidance,
-                            "width": cfg.width, "height": cfg.height, "dtype": prov.dtype,
-                            "truncated": truncated, "prompt_tokens": n_tokens,
+                            "model_id": prov.model_id,
+                            "model_revision": prov.model_revision,
+                            "refiner_id": prov.refiner_id,
+                            "refiner_revision": prov.refiner_revision,
+                            "scheduler": prov.scheduler,
+                            "steps": cfg.steps,
+                            "guidance": cfg.guidance,
+                            "width": cfg.width,
+                            "height": cfg.height,
+                            "dtype": prov.dtype,
+                            "truncated": truncated,
+                            "prompt_tokens": n_tokens,
                         }
                         rows.append(row)
                         timing.append({"key": key, "seconds": per_image})
@@ -111,14 +129,22 @@ class GenerateStage(Stage):
             finally:
                 writer.close()
         fsio.write_table(self.data_path(task.index), pa.Table.from_pylist(rows, schema=schema.CANDIDATE))
-        fsio.write_table(self.data_path(task.index, "timing"), pa.Table.from_pylist(timing, schema=schema.TIMING))
+        fsio.write_table(
+            self.data_path(task.index, "timing"), pa.Table.from_pylist(timing, schema=schema.TIMING)
+        )
         failed = [r for r in rows if r["status"] != "ok"]
-        self.write_rejected(task, [
-            {"id": r["key"], "caption": r["caption"], "reason": "failed_image", "detail": r["reason"]} for r in failed
-        ])
+        self.write_rejected(
+            task,
+            [
+                {"id": r["key"], "caption": r["caption"], "reason": "failed_image", "detail": r["reason"]}
+                for r in failed
+            ],
+        )
         extra = {
             "truncated_captions": sum(1 for r in rows if r["truncated"] and r["candidate_index"] == 0),
             "model_seconds": sum(t["seconds"] for t in timing),
             "regenerated": sum(r["attempts"] - 1 for r in rows),
         }
-        return TaskStats(len(rows), len(rows) - len(failed), {"failed_image": len(failed)} if failed else {}, extra)
+        return TaskStats(
+            len(rows), len(rows) - len(failed), {"failed_image": len(failed)} if failed else {}, extra
+        )

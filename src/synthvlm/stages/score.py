@@ -43,7 +43,10 @@ def _scorer(stage: ScoreStage) -> Any:
             model = str(build_tiny_clip(stage.run_dir / "models" / model.removeprefix(BUILTIN)))
         _SCORERS.clear()
         _SCORERS[key] = ClipScorer(
-            model, revision=cfg.clip_revision, device=resolve_device(cfg.device), prefix=cfg.prefix,
+            model,
+            revision=cfg.clip_revision,
+            device=resolve_device(cfg.device),
+            prefix=cfg.prefix,
             batch_size=cfg.batch_size,
         )
     return _SCORERS[key]
@@ -55,6 +58,7 @@ class ScoreStage(Stage):
     name = "score"
     upstream = ("generate",)
     unit = "images"
+    uses_model = True
 
     def settings(self) -> dict[str, Any]:
         return self.config.score.model_dump(exclude={"device"})
@@ -86,11 +90,15 @@ class ScoreStage(Stage):
             clip = clip_score(cos)
             ssim = paper_ssim_batch(images, size=cfg.ssim_size, low=cfg.ssim_low)
             for (row, _), c, s in zip(batch, clip, ssim, strict=True):
-                rows.append({**row, "clip": float(c), "ssim": float(s), "weighted": float(c + cfg.ssim_weight * s)})
+                rows.append(
+                    {**row, "clip": float(c), "ssim": float(s), "weighted": float(c + cfg.ssim_weight * s)}
+                )
             report_rows(len(batch))
             batch.clear()
 
-        for row in good.select(["key", "caption_id", "candidate_index", "caption", "image_shard", "image_name"]).to_pylist():
+        for row in good.select(
+            ["key", "caption_id", "candidate_index", "caption", "image_shard", "image_name"]
+        ).to_pylist():
             data = blobs.get(row["image_name"])
             try:
                 if data is None:
@@ -98,8 +106,14 @@ class ScoreStage(Stage):
                 image = Image.open(io.BytesIO(data))
                 image = image.convert("RGB")
             except (ValueError, OSError) as exc:
-                rejected.append({"id": row["key"], "caption": row["caption"], "reason": "unreadable_image",
-                                 "detail": str(exc).splitlines()[0]})
+                rejected.append(
+                    {
+                        "id": row["key"],
+                        "caption": row["caption"],
+                        "reason": "unreadable_image",
+                        "detail": str(exc).splitlines()[0],
+                    }
+                )
                 continue
             batch.append((row, image))
             if len(batch) == cfg.batch_size:
@@ -108,5 +122,10 @@ class ScoreStage(Stage):
             flush()
         fsio.write_table(self.data_path(task.index), pa.Table.from_pylist(rows, schema=schema.SCORE))
         self.write_rejected(task, rejected)
-        stats_extra = {"clip_sum": float(np.sum([r["clip"] for r in rows])), "ssim_sum": float(np.sum([r["ssim"] for r in rows]))}
-        return TaskStats(good.num_rows, len(rows), {"unreadable_image": len(rejected)} if rejected else {}, stats_extra)
+        stats_extra = {
+            "clip_sum": float(np.sum([r["clip"] for r in rows])),
+            "ssim_sum": float(np.sum([r["ssim"] for r in rows])),
+        }
+        return TaskStats(
+            good.num_rows, len(rows), {"unreadable_image": len(rejected)} if rejected else {}, stats_extra
+        )

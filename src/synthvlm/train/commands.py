@@ -15,7 +15,8 @@ def train(
         list[str],
         typer.Option(
             "--data",
-            help="An export folder (llava/, webdataset/, parquet/) or a LLaVA JSON, as PATH[,images=DIR][,ratio=R]; repeat to mix LLaVA JSONs.",
+            help="An export folder (llava/, webdataset/, parquet/) or a LLaVA JSON, as "
+            "PATH[,images=DIR][,ratio=R]; repeat to mix LLaVA JSONs.",
         ),
     ],
     output_dir: Annotated[
@@ -41,7 +42,10 @@ def train(
     num_workers: Annotated[int, typer.Option("--num-workers")] = 4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """Stage-1 LLaVA-1.5 pretraining: only the projector trains. Multi-GPU: `accelerate launch -m synthvlm train ...`."""
+    """Stage-1 LLaVA-1.5 pretraining: only the projector trains.
+
+    Multi-GPU: `accelerate launch -m synthvlm train ...`.
+    """
     from synthvlm.errors import UserError
 
     try:
