@@ -69,11 +69,13 @@ def _run_stages(
 @app.command()
 def ingest(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            help="Caption files or globs (JSON, JSONL, Parquet, CSV/TSV, TXT, COCO, Flickr8k, LLaVA)."
+            help="Caption files or globs (JSON, JSONL, Parquet, CSV/TSV, TXT, COCO, Flickr8k, LLaVA); "
+            "default: the run's configured inputs (e.g. what `synthvlm caption` added)."
         ),
-    ],
+    ] = None,
+    *,
     run: RunOpt,
     fmt: Annotated[
         str | None, typer.Option("--format", help="Force a format instead of detecting it.")
@@ -90,7 +92,7 @@ def ingest(
     config = pipeline.load_run_config(run) or RunConfig()
     config = config.updated(
         "ingest",
-        inputs=[str(Path(i).resolve()) if Path(i).exists() else i for i in inputs],
+        inputs=[str(Path(i).resolve()) if Path(i).exists() else i for i in inputs] if inputs else None,
         format=fmt,
         skip_bad_files=skip_bad_files,
         shard_rows=shard_rows,
@@ -337,9 +339,11 @@ _PRESET_KEYS = {
 
 def _register_feature_commands() -> None:
     """Commands that live with their feature package."""
+    from synthvlm.curate.commands import register as register_curate
     from synthvlm.report.commands import register as register_report
     from synthvlm.train.commands import register as register_train
 
+    register_curate(app)
     register_report(app)
     register_train(app)
 

@@ -109,6 +109,18 @@ class CurateConfig(_Model):
     judge: JudgeConfig | None = None
 
 
+class CaptionConfig(_Model):
+    """Captions for real images from an image-to-text model (BLIP-2 in the paper); ingest reads its shards."""
+
+    inputs: list[str] = Field(default_factory=list)
+    model: str = "Salesforce/blip2-opt-2.7b"
+    prompt: str | None = None
+    batch_size: int = Field(8, gt=0)
+    max_new_tokens: int = Field(30, gt=0)
+    shard_rows: int = Field(1000, gt=0)
+    device: str = "auto"
+
+
 GENERATE_PRESETS: dict[str, dict[str, Any]] = {
     # The paper: SDXL base hands its latents to the refiner at 80% of the schedule.
     "sdxl": {
@@ -260,6 +272,7 @@ class RunConfig(_Model):
     select: SelectConfig = Field(default_factory=SelectConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
 
     def updated(self, section: str, **changes: Any) -> RunConfig:
         """A copy with some fields of one section replaced (None values are ignored)."""

@@ -65,4 +65,5 @@ def status(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} is not a synthvlm run directory (no {CONFIG_FILE})")
-    return {"stages": {name: funnel(run_dir, name) for name in ORDER if (run_dir / name).is_dir()}}
+    names = ["caption", *ORDER]  # caption is an optional source stage before ingest
+    return {"stages": {name: funnel(run_dir, name) for name in names if (run_dir / name).is_dir()}}

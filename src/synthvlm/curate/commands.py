@@ -1,0 +1,105 @@
+"""`synthvlm caption`: a thin shell over `caption_images`, which runs the caption stage and feeds ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def caption_images(
+    run_dir: str | Path,
+    inputs: Sequence[str],
+    *,
+    model: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    prompt: str | None = None,
+    max_new_tokens: int | None = None,
+    recompute: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Caption images into RUN/caption and add its shards to `ingest.inputs`; returns the stage's funnel.
+
+    Resumable like every stage: rerunning the same command does no work.
+    """
+    from synthvlm import pipeline
+    from synthvlm.config import RunConfig
+    from synthvlm.executors import make_executor
+    from synthvlm.stage import reset_stages, run_stage
+    from synthvlm.stages.caption import CaptionStage
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if recompute:
+        reset_stages(run_dir, [CaptionStage.name])
+    config = pipeline.load_run_config(run_dir) or RunConfig()
+    config = config.updated(
+        "caption",
+        inputs=list(inputs),
+        model=model,
+        batch_size=batch_size,
+        device=device,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+    )
+    pipeline.save_run_config(run_dir, config)
+    stage = CaptionStage(run_dir, config)
+    result = run_stage(stage, make_executor("local", config=config, progress=progress))
+    pattern = stage.output_glob()
+    if pattern not in config.ingest.inputs:
+        config = config.updated("ingest", inputs=[*config.ingest.inputs, pattern])
+        pipeline.save_run_config(run_dir, config)
+    return result
+
+
+def caption(
+    images: Annotated[
+        list[str],
+        typer.Argument(help="Image folders, WebDataset .tar shards or Parquet files with image bytes."),
+    ],
+    run: Annotated[Path, typer.Option("--run", help="Run directory (created if needed).")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Image-to-text model: hub id, local folder or builtin:tiny-blip-caption "
+            "(default Salesforce/blip2-opt-2.7b).",
+        ),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per forward pass.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, ...")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Text prefix the caption continues.")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", help="Longest caption in tokens (default 30).")
+    ] = None,
+    recompute: Annotated[
+        str | None, typer.Option("--from", help="`--from caption` recomputes the captions.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Caption real images with an image-to-text model; the next ingest reads the captions."""
+    from synthvlm.errors import UserError
+
+    if recompute not in (None, "caption"):
+        raise UserError(f"caption can only recompute itself (--from caption), not {recompute!r}")
+    f = caption_images(
+        run,
+        images,
+        model=model,
+        batch_size=batch_size,
+        device=device,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        recompute=recompute is not None,
+        progress=not quiet,
+    )
+    dropped = ", ".join(f"{r}={n}" for r, n in f["dropped"].items()) or "none"
+    typer.echo(f"caption: in {f['in']}, kept {f['kept']}, dropped {dropped}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the caption command to the main CLI."""
+    app.command("caption")(caption)

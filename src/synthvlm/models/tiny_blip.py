@@ -1,0 +1,77 @@
+"""Tiny BLIP captioner (vision encoder + text decoder) with a local WordPiece tokenizer, for offline tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import string
+import tempfile
+from pathlib import Path
+
+from synthvlm.models.tiny import _write_text
+from synthvlm.models.tiny_lm import _BERT_SPECIAL, BLIP_DIMS
+
+_MARKER = "model.safetensors"
+_WORDS = ("a", "dog", "cat", "the", "on", "of", "in", "man", "woman", "photo", "red", "street", "with", "and")
+
+
+def build_tiny_blip_caption(path: str | Path) -> Path:
+    """Build (once) a tiny random BlipForConditionalGeneration plus processor, for `from_pretrained`."""
+    path = Path(path)
+    if (path / _MARKER).is_file():
+        return path
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipProcessor,
+    )
+
+    d = BLIP_DIMS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        pieces = list(string.ascii_lowercase + string.digits + string.punctuation)
+        vocab = [*_BERT_SPECIAL, *_WORDS, *pieces, *("##" + c for c in string.ascii_lowercase)]
+        _write_text(tmp / "vocab.txt", "".join(f"{t}\n" for t in vocab))
+        tokenizer = BertTokenizer(
+            str(tmp / "vocab.txt"), do_lower_case=True, bos_token="[DEC]", model_max_length=35
+        )
+        processor = BlipProcessor(
+            image_processor=BlipImageProcessorPil(size={"height": d["image"], "width": d["image"]}),
+            tokenizer=tokenizer,
+        )
+        processor.save_pretrained(tmp)
+        common = {
+            "hidden_size": d["hidden"],
+            "intermediate_size": d["intermediate"],
+            "num_hidden_layers": d["layers"],
+            "num_attention_heads": d["heads"],
+        }
+        config = BlipConfig(
+            text_config={
+                **common,
+                "vocab_size": len(vocab),
+                "encoder_hidden_size": d["hidden"],
+                "max_position_embeddings": 64,
+                "pad_token_id": 0,
+                "bos_token_id": 5,
+                "sep_token_id": 3,
+                "eos_token_id": 3,
+            },
+            vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
+            projection_dim=d["hidden"],
+            image_text_hidden_size=d["hidden"],
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = BlipForConditionalGeneration(config).eval()
+        model.save_pretrained(tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
