@@ -11,6 +11,7 @@ import bench_generate
 import bench_ray
 import bench_select
 import bench_ssim
+import curate_vs_datajuicer
 from common import describe, table
 
 BENCHES = {
@@ -19,6 +20,7 @@ BENCHES = {
     "generate": bench_generate,
     "select": bench_select,
     "ray": bench_ray,
+    "curate": curate_vs_datajuicer,  # creates its Data-Juicer venv in a temp folder on first use
 }
 
 
