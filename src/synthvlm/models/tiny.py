@@ -6,7 +6,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
@@ -47,6 +51,40 @@ def _byte_chars() -> list[str]:
     return chars
 
 
+def build_once(path: str | Path, write: Callable[[Path], None], *, marker: str) -> Path:
+    """Run `write(folder)` on a fresh temporary sibling of `path`, then rename it onto `path`.
+
+    `path` only ever appears by that rename, so a killed build never leaves half a model, and a `path`
+    holding `marker` is returned untouched. Workers racing to build the same model all succeed: the
+    rename of an identical loser fails and its copy is discarded.
+    """
+    path = Path(path)
+    if (path / marker).is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        write(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the model dir is shared with workers
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not (path / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def seeded(factory: Callable[[], T]) -> T:
+    """`factory()` under torch seed 0 on a forked RNG: fixed weights, the caller's RNG state untouched."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return factory()
+
+
 def _write_text(path: Path, text: str) -> None:
     """Write UTF-8 text with "\n" newlines on every platform, so builds hash the same everywhere."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -78,23 +116,13 @@ def build_clip_tokenizer(path: str | Path) -> Path:
     return path
 
 
-def _clip_complete(path: Path) -> bool:
-    """Whether ``path`` holds a finished tiny CLIP build (it only ever appears by an atomic rename)."""
-    return (path / _CLIP_MARKER).is_file() and (path / "preprocessor_config.json").is_file()
-
-
 def build_tiny_clip(path: str | Path) -> Path:
     """Build (once) a tiny random CLIPModel with its processor files, so CLIPScore runs offline in tests."""
-    path = Path(path)
-    if _clip_complete(path):
-        return path
-    import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     d = CLIP_DIMS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         tokenizer_dir = build_clip_tokenizer(tmp)
         vocab_size = len(json.loads((tokenizer_dir / "vocab.json").read_text(encoding="utf-8")))
         common = {
@@ -115,17 +143,10 @@ def build_tiny_clip(path: str | Path) -> Path:
             vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
             projection_dim=d["projection"],
         )
-        # Seed a forked RNG so the weights are fixed without touching the caller's global RNG state.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = CLIPModel(config).eval()
+        model = seeded(lambda: CLIPModel(config).eval())
         model.save_pretrained(tmp)
         CLIPImageProcessorPil(
             size={"shortest_edge": d["image"]}, crop_size={"height": d["image"], "width": d["image"]}
         ).save_pretrained(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the model dir is shared with workers
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return build_once(path, write, marker=_CLIP_MARKER)

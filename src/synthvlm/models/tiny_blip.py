@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import string
-import tempfile
 from pathlib import Path
 
-from synthvlm.models.tiny import _write_text
+from synthvlm.models.tiny import _write_text, build_once, seeded
 from synthvlm.models.tiny_lm import _BERT_SPECIAL, BLIP_DIMS
 
 _MARKER = "model.safetensors"
@@ -17,10 +14,6 @@ _WORDS = ("a", "dog", "cat", "the", "on", "of", "in", "man", "woman", "photo", "
 
 def build_tiny_blip_caption(path: str | Path) -> Path:
     """Build (once) a tiny random BlipForConditionalGeneration plus processor, for `from_pretrained`."""
-    path = Path(path)
-    if (path / _MARKER).is_file():
-        return path
-    import torch
     from transformers import (
         BertTokenizer,
         BlipConfig,
@@ -30,9 +23,8 @@ def build_tiny_blip_caption(path: str | Path) -> Path:
     )
 
     d = BLIP_DIMS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         pieces = list(string.ascii_lowercase + string.digits + string.punctuation)
         vocab = [*_BERT_SPECIAL, *_WORDS, *pieces, *("##" + c for c in string.ascii_lowercase)]
         _write_text(tmp / "vocab.txt", "".join(f"{t}\n" for t in vocab))
@@ -65,13 +57,7 @@ def build_tiny_blip_caption(path: str | Path) -> Path:
             projection_dim=d["hidden"],
             image_text_hidden_size=d["hidden"],
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = BlipForConditionalGeneration(config).eval()
+        model = seeded(lambda: BlipForConditionalGeneration(config).eval())
         model.save_pretrained(tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return build_once(path, write, marker=_MARKER)

@@ -7,10 +7,9 @@ lmsys/vicuna-7b-v1.5): two folders loaded with `from_pretrained`, so nothing her
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from synthvlm.models.tiny import build_once, seeded
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN)
@@ -57,7 +56,6 @@ def _byte_tokenizer():  # -> transformers.PreTrainedTokenizerFast
 
 def _save_tiny_clip(path: Path) -> None:
     """A whole CLIPModel checkpoint plus image processor, laid out like openai/clip-vit-large-patch14-336."""
-    import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     d = VISION_DIMS
@@ -78,9 +76,7 @@ def _save_tiny_clip(path: Path) -> None:
         vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
         projection_dim=d["projection"],
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = CLIPModel(config).eval()
+    model = seeded(lambda: CLIPModel(config).eval())
     model.save_pretrained(path)
     CLIPImageProcessorPil(
         size={"shortest_edge": d["image"]}, crop_size={"height": d["image"], "width": d["image"]}
@@ -89,15 +85,9 @@ def _save_tiny_clip(path: Path) -> None:
 
 def build_tiny_llava(path: str | Path) -> Path:
     """Build (once) `path/vision` (tiny CLIPModel + processor) and `path/llm` (tiny Llama + tokenizer)."""
-    path = Path(path)
-    if (path / _DONE).is_file():
-        return path
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    def write(tmp: Path) -> None:
         _save_tiny_clip(tmp / "vision")
         tokenizer = _byte_tokenizer()
         d = LM_DIMS
@@ -114,15 +104,9 @@ def build_tiny_llava(path: str | Path) -> Path:
             pad_token_id=tokenizer.pad_token_id,
             tie_word_embeddings=False,
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            lm = LlamaForCausalLM(config).eval()
+        lm = seeded(lambda: LlamaForCausalLM(config).eval())
         lm.save_pretrained(tmp / "llm")
         tokenizer.save_pretrained(tmp / "llm")
         (tmp / _DONE).write_text(json.dumps({"vision": "vision", "llm": "llm"}) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return build_once(path, write, marker=_DONE)

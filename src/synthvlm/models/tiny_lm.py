@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from synthvlm.models.tiny import _byte_chars, _write_text
+from synthvlm.models.tiny import _byte_chars, _write_text, build_once, seeded
 
 EOS = "<|endoftext|>"
 # Merges so that "Yes" and "No" are single tokens: the judge tests steer a model to one of them.
@@ -51,16 +48,11 @@ def build_lm_tokenizer(path: str | Path) -> Path:
 
 def build_tiny_lm(path: str | Path) -> Path:
     """Build (once) a tiny random GPT2LMHeadModel plus tokenizer; loads with `from_pretrained(path)`."""
-    path = Path(path)
-    if (path / _MARKER).is_file():
-        return path
-    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     d = LM_DIMS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         build_lm_tokenizer(tmp)
         vocab_size = len(json.loads((tmp / "vocab.json").read_text(encoding="utf-8")))
         config = GPT2Config(
@@ -73,16 +65,10 @@ def build_tiny_lm(path: str | Path) -> Path:
             eos_token_id=vocab_size - 1,
             pad_token_id=vocab_size - 1,
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = GPT2LMHeadModel(config).eval()
+        model = seeded(lambda: GPT2LMHeadModel(config).eval())
         model.save_pretrained(tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return build_once(path, write, marker=_MARKER)
 
 
 BLIP_DIMS = {"hidden": 32, "intermediate": 37, "layers": 2, "heads": 4, "image": 32, "patch": 8}
@@ -91,18 +77,13 @@ _BERT_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]")
 
 def build_tiny_blip_itm(path: str | Path) -> Path:
     """Build (once) a tiny random BlipForImageTextRetrieval with a WordPiece tokenizer and image processor."""
-    path = Path(path)
-    if (path / _MARKER).is_file():
-        return path
     import string
 
-    import torch
     from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessorPil
 
     d = BLIP_DIMS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         words = ["a", "dog", "cat", "the", "on", "of", "in", "man", "woman", "photo", "red", "street"]
         pieces = list(string.ascii_lowercase + string.digits + string.punctuation)
         vocab = [*_BERT_SPECIAL, *words, *pieces, *("##" + c for c in string.ascii_lowercase + string.digits)]
@@ -133,14 +114,8 @@ def build_tiny_blip_itm(path: str | Path) -> Path:
             projection_dim=d["hidden"],
             image_text_hidden_size=d["hidden"],
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = BlipForImageTextRetrieval(config).eval()
+        model = seeded(lambda: BlipForImageTextRetrieval(config).eval())
         model.save_pretrained(tmp)
         BlipImageProcessorPil(size={"height": d["image"], "width": d["image"]}).save_pretrained(tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return build_once(path, write, marker=_MARKER)

@@ -6,14 +6,12 @@ before each component, so two builds write identical bytes and the real `from_pr
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synthvlm.models.tiny import build_clip_tokenizer
+from synthvlm.models.tiny import build_clip_tokenizer, build_once
 
 _TIME_EMBED_DIM = 8
 _TEXT_HIDDEN = 32  # hidden size (and projection size) of both tiny text encoders
@@ -144,25 +142,13 @@ def _refiner_components(scratch: Path) -> dict[str, Any]:
 
 
 def _build(path: str | Path, make: Callable[[Path], Any]) -> Path:
-    """Build into a temporary sibling directory and rename it onto `path`; a complete `path` is kept."""
-    path = Path(path)
-    if (path / _MARKER).is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        pipe = make(tmp / "scratch")
-        out = tmp / "out"
-        pipe.save_pretrained(out, safe_serialization=True)
-        try:
-            os.rename(out, path)
-        except OSError:
-            # Another worker renamed its identical build first (rename onto a non-empty dir fails).
-            if not (path / _MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    """Save the pipeline `make(scratch)` returns as `path`, once; tokenizers are built in `scratch`."""
+
+    def write(out: Path) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            make(Path(scratch)).save_pretrained(out, safe_serialization=True)
+
+    return build_once(path, write, marker=_MARKER)
 
 
 def build_tiny_sdxl(path: str | Path) -> Path:
