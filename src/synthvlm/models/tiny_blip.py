@@ -6,7 +6,7 @@ import string
 from pathlib import Path
 
 from synthvlm.models.tiny import _write_text, build_once, seeded
-from synthvlm.models.tiny_lm import _BERT_SPECIAL, BLIP_DIMS
+from synthvlm.models.tiny_lm import _BERT_SPECIAL, BLIP_DIMS, tiny_blip_config
 
 _MARKER = "model.safetensors"
 _WORDS = ("a", "dog", "cat", "the", "on", "of", "in", "man", "woman", "photo", "red", "street", "with", "and")
@@ -16,7 +16,6 @@ def build_tiny_blip_caption(path: str | Path) -> Path:
     """Build (once) a tiny random BlipForConditionalGeneration plus processor, for `from_pretrained`."""
     from transformers import (
         BertTokenizer,
-        BlipConfig,
         BlipForConditionalGeneration,
         BlipImageProcessorPil,
         BlipProcessor,
@@ -36,27 +35,7 @@ def build_tiny_blip_caption(path: str | Path) -> Path:
             tokenizer=tokenizer,
         )
         processor.save_pretrained(tmp)
-        common = {
-            "hidden_size": d["hidden"],
-            "intermediate_size": d["intermediate"],
-            "num_hidden_layers": d["layers"],
-            "num_attention_heads": d["heads"],
-        }
-        config = BlipConfig(
-            text_config={
-                **common,
-                "vocab_size": len(vocab),
-                "encoder_hidden_size": d["hidden"],
-                "max_position_embeddings": 64,
-                "pad_token_id": 0,
-                "bos_token_id": 5,
-                "sep_token_id": 3,
-                "eos_token_id": 3,
-            },
-            vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
-            projection_dim=d["hidden"],
-            image_text_hidden_size=d["hidden"],
-        )
+        config = tiny_blip_config(len(vocab), eos_token_id=3)
         model = seeded(lambda: BlipForConditionalGeneration(config).eval())
         model.save_pretrained(tmp)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from synthvlm.models.tiny import _byte_chars, _write_text, build_once, seeded
 
@@ -75,11 +76,39 @@ BLIP_DIMS = {"hidden": 32, "intermediate": 37, "layers": 2, "heads": 4, "image":
 _BERT_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]")
 
 
+def tiny_blip_config(vocab_size: int, **text: int) -> Any:
+    """BlipConfig at BLIP_DIMS for a WordPiece vocabulary of `vocab_size`; `text` adds text-config ids."""
+    from transformers import BlipConfig
+
+    d = BLIP_DIMS
+    common = {
+        "hidden_size": d["hidden"],
+        "intermediate_size": d["intermediate"],
+        "num_hidden_layers": d["layers"],
+        "num_attention_heads": d["heads"],
+    }
+    return BlipConfig(
+        text_config={
+            **common,
+            "vocab_size": vocab_size,
+            "encoder_hidden_size": d["hidden"],
+            "max_position_embeddings": 64,
+            "pad_token_id": 0,
+            "bos_token_id": 5,
+            "sep_token_id": 3,
+            **text,
+        },
+        vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
+        projection_dim=d["hidden"],
+        image_text_hidden_size=d["hidden"],
+    )
+
+
 def build_tiny_blip_itm(path: str | Path) -> Path:
     """Build (once) a tiny random BlipForImageTextRetrieval with a WordPiece tokenizer and image processor."""
     import string
 
-    from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessorPil
+    from transformers import BertTokenizer, BlipForImageTextRetrieval, BlipImageProcessorPil
 
     d = BLIP_DIMS
 
@@ -94,26 +123,7 @@ def build_tiny_blip_itm(path: str | Path) -> Path:
         tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
         tokenizer.enc_token_id = tokenizer.convert_tokens_to_ids("[ENC]")
         tokenizer.save_pretrained(tmp)
-        common = {
-            "hidden_size": d["hidden"],
-            "intermediate_size": d["intermediate"],
-            "num_hidden_layers": d["layers"],
-            "num_attention_heads": d["heads"],
-        }
-        config = BlipConfig(
-            text_config={
-                **common,
-                "vocab_size": len(vocab),
-                "encoder_hidden_size": d["hidden"],
-                "max_position_embeddings": 64,
-                "pad_token_id": 0,
-                "bos_token_id": 5,
-                "sep_token_id": 3,
-            },
-            vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
-            projection_dim=d["hidden"],
-            image_text_hidden_size=d["hidden"],
-        )
+        config = tiny_blip_config(len(vocab))
         model = seeded(lambda: BlipForImageTextRetrieval(config).eval())
         model.save_pretrained(tmp)
         BlipImageProcessorPil(size={"height": d["image"], "width": d["image"]}).save_pretrained(tmp)
