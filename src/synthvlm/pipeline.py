@@ -12,7 +12,7 @@ from synthvlm import fsio
 from synthvlm.config import RunConfig, dump_config, parse_config
 from synthvlm.errors import UserError
 from synthvlm.executors import make_executor
-from synthvlm.stage import funnel, reset_stages, run_stage
+from synthvlm.stage import check_fingerprint, funnel, reset_stages, run_stage
 from synthvlm.stages import ORDER, STAGES
 
 CONFIG_FILE = "config.yaml"
@@ -51,6 +51,9 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     if recompute_from:
         reset_stages(run_dir, ORDER[ORDER.index(recompute_from) :])
+    for name in stages:  # refuse a changed config before the saved one is replaced
+        if (run_dir / name / "fingerprint.json").exists():
+            check_fingerprint(STAGES[name](run_dir, config), record=False)
     save_run_config(run_dir, config)
     runner = make_executor(executor, config=config, progress=progress)
     results = {}

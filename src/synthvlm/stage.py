@@ -160,8 +160,11 @@ def is_complete(run_dir: Path, name: str) -> bool:
     return (run_dir / name / "complete.json").exists()
 
 
-def check_fingerprint(stage: Stage) -> None:
-    """Refuse to continue a stage whose existing outputs were made with another config."""
+def check_fingerprint(stage: Stage, *, record: bool = True) -> None:
+    """Refuse to continue a stage whose existing outputs were made with another config.
+
+    With `record`, the current fingerprint is then written for the outputs about to be made.
+    """
     path = stage.dir / "fingerprint.json"
     current = stage.fingerprint()
     if path.exists():
@@ -176,7 +179,8 @@ def check_fingerprint(stage: Stage) -> None:
                 f"(changed: {', '.join(changed)}); rerun with --from {stage.name} to recompute it "
                 "and everything after it"
             )
-    fsio.write_json(path, current)
+    if record:
+        fsio.write_json(path, current)
 
 
 def _changed_keys(a: Any, b: Any, prefix: str = "") -> Iterator[str]:

@@ -102,6 +102,7 @@ def test_changed_config_is_refused_then_recomputed_with_from(tmp_path, pool):
         and "--from curate" in refused.stderr
         and "filters" in refused.stderr
     )
+    assert "recipe: synthvlm" in (run / "config.yaml").read_text()  # the refused config was not saved
     done = cli("curate", "--run", str(run), "--recipe", "none", "--from", "curate", "-q")
     assert done.returncode == 0, done.stderr
     status = json.loads(cli("status", str(run), "--json").stdout)["stages"]
