@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthvlm.config import RunConfig
+from synthvlm.errors import UserError
 from synthvlm.plan import Measured, project
 from tests.pipeline.helpers import cli
 
@@ -49,3 +50,10 @@ def test_plan_needs_a_cost_for_unknown_gpus():
         "L4",
     )
     assert result.returncode == 2 and "no measured cost for L4" in result.stderr
+
+
+def test_plan_refuses_costs_measured_on_another_model():
+    config = RunConfig.model_validate({"generate": {"preset": "sdxl"}})
+    tiny = Measured(0.07, 2, 64 * 64, "run R", "builtin:tiny-sdxl")
+    with pytest.raises(UserError, match="costs do not transfer between models"):
+        project(config, captions=10, gpus=1, gpu_type="H100", measured=tiny)

@@ -23,6 +23,8 @@ class Measured:
     steps: int
     pixels: int
     source: str
+    model: str | None = None
+    """The model the cost was measured with, when known; a projection for another model is refused."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,10 @@ def measured_from_run(run_dir: str | Path) -> Measured:
             f"{run_dir} has no generate timings yet: run `synthvlm generate --run {run_dir}` first"
         )
     seconds = [s for f in timing for s in pq.read_table(f, columns=["seconds"]).column("seconds").to_pylist()]
-    meta = pq.read_table(data[0], columns=["steps", "width", "height"]).slice(0, 1).to_pylist()[0]
-    return Measured(
-        sum(seconds) / len(seconds), meta["steps"], meta["width"] * meta["height"], f"run {run_dir}"
-    )
+    cols = ["steps", "width", "height", "model_id"]
+    meta = pq.read_table(data[0], columns=cols).slice(0, 1).to_pylist()[0]
+    pixels = meta["width"] * meta["height"]
+    return Measured(sum(seconds) / len(seconds), meta["steps"], pixels, f"run {run_dir}", meta["model_id"])
 
 
 def project(
@@ -71,6 +73,12 @@ def project(
     if gpus < 1 or captions < 0:
         raise UserError("--gpus must be at least 1 and the caption count non-negative")
     gen = config.generate
+    if measured.model is not None and measured.model != gen.model:
+        raise UserError(
+            f"the measured cost is for {measured.model}, the recipe generates with {gen.model}: costs do not "
+            "transfer between models; measure this model (a short run or bench/gpu_sdxl.py) and pass "
+            "--seconds-per-image"
+        )
     pixels = gen.width * gen.height
     per_image = measured.seconds_per_image * (gen.steps / measured.steps) * (pixels / measured.pixels)
     images = captions * gen.candidates_per_caption
