@@ -116,37 +116,42 @@ def build_clip_tokenizer(path: str | Path) -> Path:
     return path
 
 
-def build_tiny_clip(path: str | Path) -> Path:
-    """Build (once) a tiny random CLIPModel with its processor files, so CLIPScore runs offline in tests."""
+def save_clip(path: Path, dims: dict[str, int], **text: int) -> None:
+    """A seeded random CLIPModel of `dims` plus its PIL image processor; `text` sets text-config fields."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
-    d = CLIP_DIMS
+    common = {
+        "hidden_size": dims["hidden"],
+        "intermediate_size": dims["intermediate"],
+        "num_hidden_layers": dims["layers"],
+        "num_attention_heads": dims["heads"],
+    }
+    config = CLIPConfig(
+        text_config={**common, **text},
+        vision_config={**common, "image_size": dims["image"], "patch_size": dims["patch"]},
+        projection_dim=dims["projection"],
+    )
+    seeded(lambda: CLIPModel(config).eval()).save_pretrained(path)
+    size = dims["image"]
+    CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    ).save_pretrained(path)
+
+
+def build_tiny_clip(path: str | Path) -> Path:
+    """Build (once) a tiny random CLIPModel with its processor files, so CLIPScore runs offline in tests."""
 
     def write(tmp: Path) -> None:
         tokenizer_dir = build_clip_tokenizer(tmp)
         vocab_size = len(json.loads((tokenizer_dir / "vocab.json").read_text(encoding="utf-8")))
-        common = {
-            "hidden_size": d["hidden"],
-            "intermediate_size": d["intermediate"],
-            "num_hidden_layers": d["layers"],
-            "num_attention_heads": d["heads"],
-        }
-        config = CLIPConfig(
-            text_config={
-                **common,
-                "vocab_size": vocab_size,
-                "max_position_embeddings": 77,
-                "bos_token_id": vocab_size - 2,
-                "eos_token_id": vocab_size - 1,
-                "pad_token_id": vocab_size - 1,
-            },
-            vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
-            projection_dim=d["projection"],
+        save_clip(
+            tmp,
+            CLIP_DIMS,
+            vocab_size=vocab_size,
+            max_position_embeddings=77,
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=vocab_size - 1,
         )
-        model = seeded(lambda: CLIPModel(config).eval())
-        model.save_pretrained(tmp)
-        CLIPImageProcessorPil(
-            size={"shortest_edge": d["image"]}, crop_size={"height": d["image"], "width": d["image"]}
-        ).save_pretrained(tmp)
 
     return build_once(path, write, marker=_CLIP_MARKER)

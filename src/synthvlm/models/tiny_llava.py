@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthvlm.models.tiny import build_once, seeded
+from synthvlm.models.tiny import build_once, save_clip, seeded
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN)
@@ -56,31 +56,7 @@ def _byte_tokenizer():  # -> transformers.PreTrainedTokenizerFast
 
 def _save_tiny_clip(path: Path) -> None:
     """A whole CLIPModel checkpoint plus image processor, laid out like openai/clip-vit-large-patch14-336."""
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
-
-    d = VISION_DIMS
-    common = {
-        "hidden_size": d["hidden"],
-        "intermediate_size": d["intermediate"],
-        "num_hidden_layers": d["layers"],
-        "num_attention_heads": d["heads"],
-    }
-    config = CLIPConfig(
-        text_config={
-            **common,
-            "vocab_size": 64,
-            "max_position_embeddings": 16,
-            "bos_token_id": 0,
-            "eos_token_id": 1,
-        },
-        vision_config={**common, "image_size": d["image"], "patch_size": d["patch"]},
-        projection_dim=d["projection"],
-    )
-    model = seeded(lambda: CLIPModel(config).eval())
-    model.save_pretrained(path)
-    CLIPImageProcessorPil(
-        size={"shortest_edge": d["image"]}, crop_size={"height": d["image"], "width": d["image"]}
-    ).save_pretrained(path)
+    save_clip(path, VISION_DIMS, vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1)
 
 
 def build_tiny_llava(path: str | Path) -> Path:
