@@ -94,12 +94,12 @@ def load_image(ref: str, *, root: str | None) -> Image.Image | tuple[str, str]:
 
 
 def _scorers(config: AlignmentConfig, run_dir: Path) -> tuple[Any, Any]:
-    from synthvlm.curate.perplexity import pick_device
+    from synthvlm.devices import resolve_device
     from synthvlm.score.clip import ClipScorer
 
     key = (config, str(run_dir))
     if key not in _MODELS:
-        device = pick_device(config.device)
+        device = resolve_device(config.device)
         models = run_dir / "models"
         clip = (
             None

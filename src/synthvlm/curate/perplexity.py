@@ -36,15 +36,6 @@ def resolve_lm(model: str, *, models_dir: str | Path) -> str:
     return str(build_tiny_lm(Path(models_dir) / name))
 
 
-def pick_device(device: str) -> str:
-    """`auto` is CUDA when available, else CPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class PerplexityScorer:
     """Perplexity of each caption under a causal LM; the model loads on first use (once per worker)."""
 

@@ -114,11 +114,9 @@ class ImageGenerator:
     @property
     def device(self) -> str:
         """The torch device the pipelines run on ("auto" resolves to cuda when present)."""
-        if self.config.device != "auto":
-            return self.config.device
-        import torch
+        from synthvlm.devices import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.config.device)
 
     @property
     def dtype_name(self) -> str:

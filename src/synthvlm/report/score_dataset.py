@@ -282,8 +282,8 @@ def _clip_scorer(score: ScoreConfig, models_dir: Path) -> Any:
     """The score stage's CLIP scorer for this config (`builtin:` models are built into `models_dir`)."""
     import transformers
 
+    from synthvlm.devices import resolve_device
     from synthvlm.score.clip import ClipScorer
-    from synthvlm.stages.score import resolve_device
 
     # Our own bar counts pairs; the library's per-load bars would interleave with it and with our output.
     transformers.utils.logging.disable_progress_bar()

@@ -189,7 +189,7 @@ class CaptionStage(Stage):
 
     def run_task(self, task: Task) -> TaskStats:
         from synthvlm.curate.captioner import get_captioner, resolve_captioner
-        from synthvlm.curate.perplexity import pick_device
+        from synthvlm.devices import resolve_device
 
         cfg = self.config.caption
         kept: list[tuple[str, str]] = []  # (id, image reference)
@@ -214,7 +214,7 @@ class CaptionStage(Stage):
         if images:
             captioner = get_captioner(
                 resolve_captioner(cfg.model, models_dir=self.run_dir / "models"),
-                device=pick_device(cfg.device),
+                device=resolve_device(cfg.device),
                 batch_size=cfg.batch_size,
                 max_new_tokens=cfg.max_new_tokens,
                 prompt=cfg.prompt,

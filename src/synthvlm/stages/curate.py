@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synthvlm import fsio, schema
+from synthvlm.devices import resolve_device
 from synthvlm.errors import UserError
 from synthvlm.stage import Stage, Task, TaskStats
 
@@ -309,11 +310,6 @@ class CurateStage(Stage):
             dropped[row["reason"]] = dropped.get(row["reason"], 0) + 1
         return TaskStats(table.num_rows, kept.num_rows, dropped)
 
-    def _device(self, device: str) -> str:
-        from synthvlm.curate.perplexity import pick_device
-
-        return pick_device(device)
-
     def _perplexity(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
         from synthvlm.curate.perplexity import KenlmScorer, PerplexityScorer, resolve_lm
 
@@ -336,7 +332,7 @@ class CurateStage(Stage):
                 lambda: PerplexityScorer(
                     model,
                     revision=cfg.revision,
-                    device=self._device(cfg.device),
+                    device=resolve_device(cfg.device),
                     batch_size=cfg.batch_size,
                     max_tokens=cfg.max_tokens,
                 ),
@@ -414,7 +410,7 @@ class CurateStage(Stage):
                 lambda: TransformersBackend(
                     model,
                     name=cfg.model,
-                    device=self._device(cfg.device),
+                    device=resolve_device(cfg.device),
                     batch_size=cfg.batch_size,
                     max_new_tokens=cfg.max_new_tokens,
                 ),

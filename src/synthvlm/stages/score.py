@@ -13,20 +13,12 @@ from PIL import Image
 
 from synthvlm import fsio, schema
 from synthvlm.config import BUILTIN
+from synthvlm.devices import resolve_device
 from synthvlm.images import iter_tar
 from synthvlm.progress import report_rows
 from synthvlm.stage import Stage, Task, TaskStats
 
 _SCORERS: dict[str, Any] = {}
-
-
-def resolve_device(device: str) -> str:
-    """`auto` -> cuda when available, else cpu."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _scorer(stage: ScoreStage) -> Any:
