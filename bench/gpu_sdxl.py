@@ -4,11 +4,14 @@ Builds the published SDXL base architecture (bench/configs/sdxl-base-1.0.json) w
 FLOPs and memory do not depend on weight values — saves it once as safetensors, then measures, in the
 same process and on the same device:
 
-- naive: `StableDiffusionXLPipeline.from_pretrained(...)`, one prompt per call, default settings;
-- ours: the generate stage of a synthvlm run (batched, per-image seeds, JPEG + tar + metadata written).
+- naive: `StableDiffusionXLPipeline.from_pretrained(..., dtype=float16)`, one prompt per call, default
+  settings otherwise (what the model card shows);
+- ours: the generate stage of a synthvlm run (batched, per-image seeds, JPEG + tar + metadata written), once
+  per batch size in --batch-sizes, and with --compile once more at the largest batch size.
 
-Pipeline loading is excluded from both (each is warmed up on one batch first). Prints s/image,
-images/s, the ratio, and model FLOP utilisation against the chip's dense bf16/fp16 peak.
+Pipeline loading and the first batch (warm-up, compilation) are excluded from every variant. Prints one JSON
+row per variant — s/image, images/s, the ratio to the naive loop, model FLOP utilisation against the chip's
+dense bf16/fp16 peak, peak GPU memory — and appends it to --out as soon as it is measured.
 
     python bench/gpu_sdxl.py                      # H100-class GPU, 1024², 30 steps
     python bench/gpu_sdxl.py --tiny --device cpu  # the same code path at toy size (tests use this)
@@ -32,8 +35,11 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G
 """Dense bf16/fp16 tensor-core peaks (TFLOP/s) by name fragment of torch.cuda.get_device_name()."""
 
 
-def build_sdxl(path: Path, *, tiny: bool, dtype: Any) -> Path:
-    """Random-weight SDXL base (published config, or the tiny test config) saved as a local pipeline."""
+def build_sdxl(path: Path, *, tiny: bool, dtype: Any, device: str) -> Path:
+    """Random-weight SDXL base (published config, or the tiny test config) saved as a local pipeline.
+
+    The weights are initialised on `device`: random init of 3.5B parameters takes minutes on a CPU.
+    """
     if tiny:
         from synthvlm.models.tiny_sdxl import build_tiny_sdxl
 
@@ -53,15 +59,16 @@ def build_sdxl(path: Path, *, tiny: bool, dtype: Any) -> Path:
     torch.manual_seed(0)
     tok_dir = build_clip_tokenizer(path.parent / "tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-    pipe = StableDiffusionXLPipeline(
-        unet=UNet2DConditionModel(**cfg["unet"]).to(dtype),
-        vae=AutoencoderKL(**cfg["vae"]).to(dtype),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"])).to(dtype),
-        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"])).to(dtype),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        scheduler=EulerDiscreteScheduler(**cfg["scheduler"]),
-    )
+    with torch.device(device):
+        pipe = StableDiffusionXLPipeline(
+            unet=UNet2DConditionModel(**cfg["unet"]).to(dtype),
+            vae=AutoencoderKL(**cfg["vae"]).to(dtype),
+            text_encoder=CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"])).to(dtype),
+            text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"])).to(dtype),
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer,
+            scheduler=EulerDiscreteScheduler(**cfg["scheduler"]),
+        )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
 
@@ -81,13 +88,12 @@ def peak_flops(device: str) -> float | None:
     return next((p * 1e12 for key, p in PEAK_TFLOPS.items() if key in name), None)
 
 
-def naive_loop(
-    model_dir: Path, prompts: list[str], *, steps: int, size: int, device: str, dtype: Any
-) -> float:
+def naive_loop(model_dir: Path, prompts: list[str], *, steps: int, size: int, device: str) -> float:
     """Seconds per image of one-prompt-per-call diffusers, after a warm-up call."""
     import torch
     from diffusers import StableDiffusionXLPipeline
 
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
     pipe = StableDiffusionXLPipeline.from_pretrained(model_dir, dtype=dtype, use_safetensors=True).to(device)
     pipe.set_progress_bar_config(disable=True)
 
@@ -120,8 +126,9 @@ def our_stage(
     from synthvlm.config import RunConfig
     from synthvlm.executors import LocalExecutor
     from synthvlm.stage import run_stage
-    from synthvlm.stages.generate import GenerateStage, _generator
+    from synthvlm.stages.generate import _GENERATORS, GenerateStage, _generator
 
+    work.mkdir(parents=True, exist_ok=True)
     captions = work / "prompts.jsonl"
     captions.write_text(
         "".join(json.dumps({"id": f"p{i}", "caption": p}) + "\n" for i, p in enumerate(prompts))
@@ -148,6 +155,7 @@ def our_stage(
     pipeline.run(run, config, stages=["ingest", "curate"], progress=False)
     stage = GenerateStage(run, config)
     gen = _generator(stage)
+    _ = gen.provenance  # loads the pipeline and hashes the weights once, as a worker does before a shard
     gen.generate(
         prompts[:batch_size], caption_ids=["warm"] * batch_size, candidate_indices=list(range(batch_size))
     )
@@ -155,7 +163,11 @@ def our_stage(
     t0 = time.perf_counter()
     run_stage(stage, LocalExecutor(progress=False))
     _sync(device)
-    return (time.perf_counter() - t0) / len(prompts)
+    seconds = (time.perf_counter() - t0) / len(prompts)
+    _GENERATORS.clear()
+    del gen
+    _free(device)
+    return seconds
 
 
 def _sync(device: str) -> None:
@@ -165,57 +177,105 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _free(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _peak_gib(device: str) -> float | None:
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.reset_peak_memory_stats()
+    return round(peak, 1)
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--naive-images", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=2, help="timed batches per variant of ours")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-sizes", default="8", help="comma-separated; one variant of ours each")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also: torch.compile at the largest batch")
     parser.add_argument("--tiny", action="store_true", help="toy-size models: checks the code path on CPU")
+    parser.add_argument("--out", type=Path, help="append each JSON row to this file as it is measured")
     args = parser.parse_args(argv)
     import torch
 
-    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
-    prompts = [f"a photo of object number {i} on a wooden table" for i in range(args.images)]
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        model_dir = build_sdxl(work / "sdxl", tiny=args.tiny, dtype=dtype)
-        naive = naive_loop(
-            model_dir, prompts, steps=args.steps, size=args.size, device=args.device, dtype=dtype
-        )
-        ours = our_stage(
-            model_dir,
-            prompts,
-            steps=args.steps,
-            size=args.size,
-            device=args.device,
-            batch_size=args.batch_size,
-            compile=args.compile,
-            work=work,
-        )
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    variants = [(b, False) for b in batch_sizes] + ([(max(batch_sizes), True)] if args.compile else [])
+    n_prompts = max(args.naive_images, max(batch_sizes) * args.batches)
+    prompts = [f"a photo of object number {i} on a wooden table" for i in range(n_prompts)]
     peak = peak_flops(args.device)
     flops = flops_per_image(args.steps, args.size)
-    rows = [
-        {
-            "name": f"SDXL {args.size}², {args.steps} steps, batch {args.batch_size}"
-            + (" (tiny)" if args.tiny else ""),
-            "ours": ours,
-            "peer": naive,
-            "peer_name": "diffusers batch-1 loop",
-            "unit": "s/image",
-            "ratio": naive / ours,
-            "notes": f"{1 / ours:.2f} vs {1 / naive:.2f} images/s"
-            + (
-                f"; MFU ours {flops / ours / peak:.1%}, naive {flops / naive / peak:.1%}"
-                if peak and not args.tiny
-                else ""
-            ),
-        }
-    ]
-    for row in rows:
-        print(json.dumps(row))
+    label = f"SDXL {args.size}², {args.steps} steps" + (" (tiny)" if args.tiny else "")
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
+    rows: list[dict[str, Any]] = []
+
+    def emit(row: dict[str, Any]) -> None:
+        row = {"device": device_name, **row}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.out:
+            with args.out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    def mfu(seconds: float) -> str:
+        return f"; MFU {flops / seconds / peak:.1%}" if peak and not args.tiny else ""
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        model_dir = build_sdxl(work / "sdxl", tiny=args.tiny, dtype=dtype, device=args.device)
+        print(f"built and saved the pipeline in {time.perf_counter() - t0:.0f} s", flush=True)
+        _free(args.device)
+        _peak_gib(args.device)
+        naive = naive_loop(
+            model_dir, prompts[: args.naive_images], steps=args.steps, size=args.size, device=args.device
+        )
+        _free(args.device)
+        emit(
+            {
+                "name": f"{label}, diffusers batch-1 loop, float16",
+                "s_per_image": naive,
+                "notes": f"{1 / naive:.2f} images/s" + mfu(naive),
+                "peak_gib": _peak_gib(args.device),
+            }
+        )
+        for batch_size, compile in variants:
+            ours = our_stage(
+                model_dir,
+                prompts[: batch_size * args.batches],
+                steps=args.steps,
+                size=args.size,
+                device=args.device,
+                batch_size=batch_size,
+                compile=compile,
+                work=work / f"b{batch_size}{'-compiled' if compile else ''}",
+            )
+            emit(
+                {
+                    "name": f"{label}, synthvlm generate stage, batch {batch_size}"
+                    + (", torch.compile" if compile else ""),
+                    "ours": ours,
+                    "peer": naive,
+                    "peer_name": "diffusers batch-1 loop",
+                    "unit": "s/image",
+                    "ratio": naive / ours,
+                    "notes": f"{1 / ours:.2f} vs {1 / naive:.2f} images/s" + mfu(ours),
+                    "peak_gib": _peak_gib(args.device),
+                }
+            )
     return rows
 
 

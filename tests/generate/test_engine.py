@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from synthvlm.config import GenerateConfig
-from synthvlm.generate.engine import ImageGenerator, directory_revision
+from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision
 from synthvlm.seeds import derive_seed
 
 RUN_SEED = 7
@@ -89,8 +89,26 @@ def test_nan_image_is_regenerated_with_next_attempt_seed(models_dir: Path, monke
     assert (kept.status, kept.attempts, kept.seed) == ("ok", 1, derive_seed(RUN_SEED, IDS[1], 3, attempt=0))
     # The retry is exactly the image its (attempt 1) seed gives in a batch of one.
     monkeypatch.setattr(vae, "decode", decode)
-    direct = gen._run([PROMPTS[0]], [retried.seed])[0]
+    direct = gen._run([PROMPTS[0]], [retried.seed])[0].permute(1, 2, 0).numpy()
     assert np.array_equal(_pixels(retried), (direct * 255).round().astype(np.uint8))
+
+
+def test_pixels_round_like_diffusers_and_flag_bad_images() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.random((4, 3, 5, 6), dtype=np.float32))
+    images[1, 2, 4, 5] = float("nan")
+    images[2] = 0.25
+    images[3, :, :, :] = 0.5
+    images[3, 0, 0, 0] = 0.501  # rounds to the same byte as 0.5: constant after quantisation
+    pixels, reasons = _to_pixels(images)
+    assert reasons == [None, "nan_output", "constant_image", "constant_image"]
+    assert pixels.dtype == np.uint8 and pixels.shape == (4, 5, 6, 3)
+    # diffusers' numpy_to_pil: float32 image * 255, rounded half to even, cast to uint8.
+    expected = (images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(pixels[0], expected)
+    assert (pixels[2] == 64).all()  # 0.25 * 255 = 63.75
 
 
 def test_constant_image_on_every_attempt_fails(models_dir: Path, monkeypatch) -> None:
@@ -139,7 +157,7 @@ def test_refiner_hand_off(models_dir: Path, monkeypatch) -> None:
         monkeypatch.setattr(type(pipe), "__call__", spy)
     results = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 1])
     assert seen["base"]["denoising_end"] == 0.5 and seen["base"]["output_type"] == "latent"
-    assert seen["refiner"]["denoising_start"] == 0.5 and seen["refiner"]["output_type"] == "np"
+    assert seen["refiner"]["denoising_start"] == 0.5 and seen["refiner"]["output_type"] == "pt"
     assert tuple(seen["refiner"]["image"].shape) == (2, 4, 24, 32)  # latents (VAE scale 2), not pixels
     assert seen["refiner"]["num_inference_steps"] == seen["base"]["num_inference_steps"] == 4
     assert seen["refiner"]["negative_prompt"] == ["", ""]
@@ -176,15 +194,15 @@ def test_unknown_builtin_and_mismatched_lengths(models_dir: Path, tiny: ImageGen
 
 
 @pytest.mark.gpu
-def test_cuda_auto_is_float16_and_valid(models_dir: Path) -> None:
+def test_cuda_auto_is_bfloat16_and_valid(models_dir: Path) -> None:
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     gen = ImageGenerator(GenerateConfig(preset="tiny-refiner"), models_dir=models_dir, run_seed=RUN_SEED)
-    assert (gen.device, gen.provenance.dtype) == ("cuda", "float16")
+    assert (gen.device, gen.provenance.dtype) == ("cuda", "bfloat16")
     base, _ = gen._load()
-    assert base.unet.dtype == torch.float16 and base.vae.config.force_upcast
+    assert base.unet.dtype == base.vae.dtype == torch.bfloat16 and base.vae.use_slicing
     first = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
     second = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
     for a, b in zip(first, second, strict=True):

@@ -109,3 +109,14 @@ def test_bad_input(tiny_clip, images):
         ClipScorer(str(tiny_clip)).cosines(images[:2], CAPTIONS[:1])
     with pytest.raises(ValueError, match="batch_size"):
         ClipScorer(str(tiny_clip), batch_size=0)
+
+
+@pytest.mark.gpu
+def test_cuda_scores_in_float16_close_to_cpu(tiny_clip, images):
+    import torch
+
+    cpu = ClipScorer(str(tiny_clip), device="cpu", batch_size=3).cosines(images, CAPTIONS)
+    cuda = ClipScorer(str(tiny_clip), device="cuda", batch_size=3)
+    got = cuda.cosines(images, CAPTIONS)
+    assert cuda._load()[0].dtype == torch.float16
+    assert np.abs(got - cpu).max() < 1e-2

@@ -94,3 +94,16 @@ def test_ssim_torch_matches_skimage():
     assert got64[2].item() == pytest.approx(1.0, abs=1e-15)
     with pytest.raises(ValueError, match="float"):
         ssim_torch(torch.from_numpy(a), torch.from_numpy(b))
+
+
+@pytest.mark.gpu
+def test_ssim_torch_on_cuda_matches_the_exact_cpu_value():
+    import torch
+
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 256, (4, 200, 180), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    want = np.array([ssim_pair(x, y) for x, y in zip(a, b, strict=True)])
+    got = ssim_torch(torch.from_numpy(a).cuda().float(), torch.from_numpy(b).cuda().float())
+    assert got.device.type == "cuda" and got.shape == (4,)
+    assert np.abs(got.cpu().double().numpy() - want).max() < 1e-4
