@@ -7,7 +7,8 @@ same process and on the same device:
 - naive: `StableDiffusionXLPipeline.from_pretrained(..., dtype=float16)`, one prompt per call, default
   settings otherwise (what the model card shows);
 - ours: the generate stage of a synthvlm run (batched, per-image seeds, JPEG + tar + metadata written), once
-  per batch size in --batch-sizes, and with --compile once more at the largest batch size.
+  per --variants entry: a batch size, optionally with ":compile" (torch.compile the UNet) or ":nchw" (the
+  UNet left in PyTorch's default memory layout instead of channels-last).
 
 Pipeline loading and the first batch (warm-up, compilation) are excluded from every variant. Prints one JSON
 row per variant — s/image, images/s, the ratio to the naive loop, model FLOP utilisation against the chip's
@@ -119,6 +120,7 @@ def our_stage(
     device: str,
     batch_size: int,
     compile: bool,
+    channels_last: bool = True,
     work: Path,
 ) -> float:
     """Seconds per image of the generate stage (tar, JPEG, metadata included), model load excluded."""
@@ -156,6 +158,10 @@ def our_stage(
     stage = GenerateStage(run, config)
     gen = _generator(stage)
     _ = gen.provenance  # loads the pipeline and hashes the weights once, as a worker does before a shard
+    if not channels_last:
+        import torch
+
+        gen._load()[0].unet.to(memory_format=torch.contiguous_format)
     gen.generate(
         prompts[:batch_size], caption_ids=["warm"] * batch_size, candidate_indices=list(range(batch_size))
     )
@@ -200,21 +206,29 @@ def _peak_gib(device: str) -> float | None:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--naive-images", type=int, default=8)
-    parser.add_argument("--batches", type=int, default=2, help="timed batches per variant of ours")
+    parser.add_argument(
+        "--batches", type=int, default=2, help="timed batches per variant of ours (at least --naive-images)"
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--batch-sizes", default="8", help="comma-separated; one variant of ours each")
+    parser.add_argument(
+        "--variants", default="8", help="comma-separated batch sizes, each optionally :compile or :nchw"
+    )
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--compile", action="store_true", help="also: torch.compile at the largest batch")
     parser.add_argument("--tiny", action="store_true", help="toy-size models: checks the code path on CPU")
     parser.add_argument("--out", type=Path, help="append each JSON row to this file as it is measured")
     args = parser.parse_args(argv)
     import torch
 
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    variants = [(b, False) for b in batch_sizes] + ([(max(batch_sizes), True)] if args.compile else [])
-    n_prompts = max(args.naive_images, max(batch_sizes) * args.batches)
+    variants = [(int(v.split(":")[0]), v.partition(":")[2]) for v in args.variants.split(",")]
+    if unknown := {opt for _, opt in variants} - {"", "compile", "nchw"}:
+        parser.error(f"unknown variant option(s) {sorted(unknown)}; valid: compile, nchw")
+
+    def timed_images(batch_size: int) -> int:
+        return max(batch_size * args.batches, -(-args.naive_images // batch_size) * batch_size)
+
+    n_prompts = max(args.naive_images, *(timed_images(b) for b, _ in variants))
     prompts = [f"a photo of object number {i} on a wooden table" for i in range(n_prompts)]
     peak = peak_flops(args.device)
     flops = flops_per_image(args.steps, args.size)
@@ -252,21 +266,22 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 "peak_gib": _peak_gib(args.device),
             }
         )
-        for batch_size, compile in variants:
+        for batch_size, option in variants:
             ours = our_stage(
                 model_dir,
-                prompts[: batch_size * args.batches],
+                prompts[: timed_images(batch_size)],
                 steps=args.steps,
                 size=args.size,
                 device=args.device,
                 batch_size=batch_size,
-                compile=compile,
-                work=work / f"b{batch_size}{'-compiled' if compile else ''}",
+                compile=option == "compile",
+                channels_last=option != "nchw",
+                work=work / f"b{batch_size}-{option or 'default'}",
             )
             emit(
                 {
                     "name": f"{label}, synthvlm generate stage, batch {batch_size}"
-                    + (", torch.compile" if compile else ""),
+                    + {"": "", "compile": ", torch.compile", "nchw": ", UNet in NCHW layout"}[option],
                     "ours": ours,
                     "peer": naive,
                     "peer_name": "diffusers batch-1 loop",

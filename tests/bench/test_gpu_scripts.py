@@ -37,12 +37,12 @@ def test_published_config_builds_real_sizes_on_meta_device(gpu_sdxl):
 
 def test_tiny_run_measures_naive_loop_and_each_variant(gpu_sdxl, tmp_path):
     out = tmp_path / "rows.jsonl"
-    args = ["--tiny", "--device", "cpu", "--naive-images", "2", "--batch-sizes", "1,2", "--batches", "1"]
+    args = ["--tiny", "--device", "cpu", "--naive-images", "2", "--variants", "1,2:nchw", "--batches", "1"]
     naive, b1, b2 = gpu_sdxl.main([*args, "--steps", "2", "--size", "64", "--out", str(out)])
     assert naive["name"] == "SDXL 64², 2 steps (tiny), diffusers batch-1 loop, float16"
     assert [b1["name"], b2["name"]] == [
         "SDXL 64², 2 steps (tiny), synthvlm generate stage, batch 1",
-        "SDXL 64², 2 steps (tiny), synthvlm generate stage, batch 2",
+        "SDXL 64², 2 steps (tiny), synthvlm generate stage, batch 2, UNet in NCHW layout",
     ]
     for row in (b1, b2):
         assert row["peer_name"] == "diffusers batch-1 loop" and row["unit"] == "s/image"

@@ -52,6 +52,17 @@ def test_cosines_equal_manual_computation(tiny_clip, images):
     assert np.abs(ClipScorer(str(tiny_clip), batch_size=32).cosines(images, CAPTIONS) - got).max() < 1e-6
 
 
+def test_non_rgb_images_are_converted_as_the_processor_converts_pil(tiny_clip, images):
+    rgba = images[0].convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.arange(44, dtype=np.uint8) * 5, (36, 1))))
+    odd = [rgba, images[1].convert("L"), images[2].convert("P")]
+    got = ClipScorer(str(tiny_clip)).cosines(odd, CAPTIONS[:3])
+    want = _manual_cosines(tiny_clip, odd, ["A photo depicts " + c for c in CAPTIONS[:3]])
+    assert np.abs(got - want).max() < 1e-6
+    plain = ClipScorer(str(tiny_clip)).cosines([images[0]], CAPTIONS[:1])
+    assert abs(got[0] - plain[0]) > 1e-4  # the alpha composite onto white changed the pixels
+
+
 def test_cosines_equal_torchmetrics(tiny_clip, images):
     import torch
     from torchmetrics.functional.multimodal import clip_score as tm_clip_score
