@@ -111,6 +111,54 @@ def test_pixels_round_like_diffusers_and_flag_bad_images() -> None:
     assert (pixels[2] == 64).all()  # 0.25 * 255 = 63.75
 
 
+def test_out_of_memory_splits_the_batch_and_lowers_the_ceiling(models_dir: Path, monkeypatch) -> None:
+    import torch
+
+    prompts = ["a cat", "a dog", "a red bus", "the sky"]
+    ids = ["c0", "c1", "c2", "c3"]
+    ref = _generator(models_dir)
+    pairs = [
+        ref.generate(prompts[i : i + 2], caption_ids=ids[i : i + 2], candidate_indices=[0] * 2)
+        for i in (0, 2)
+    ]
+    last = ref.generate(prompts[2:3], caption_ids=ids[2:3], candidate_indices=[0])
+    gen = _generator(models_dir)
+    base = gen._load()[0]
+    call = type(base).__call__
+    sizes: list[int] = []
+
+    def small_card(self, *args, **kwargs):
+        sizes.append(len(kwargs["prompt"]))
+        if len(kwargs["prompt"]) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(base), "__call__", small_card)
+    first = gen.generate(prompts, caption_ids=ids, candidate_indices=[0] * 4)
+    second = gen.generate(prompts[:3], caption_ids=ids[:3], candidate_indices=[0] * 3)
+    assert sizes == [4, 2, 2, 2, 1]  # one failed call of 4, then the ceiling of 2 holds
+    assert gen.max_batch == 2
+    # The same images as calls of 2 (and a last call of 1) give: batch composition can move low bits.
+    for got, want in zip([*first, *second], [*pairs[0], *pairs[1], *pairs[0], *last], strict=True):
+        assert (got.status, got.seed) == ("ok", want.seed)
+        assert np.array_equal(_pixels(got), _pixels(want))
+
+
+def test_out_of_memory_on_a_single_image_is_raised(models_dir: Path, monkeypatch) -> None:
+    import torch
+
+    gen = _generator(models_dir)
+    base = gen._load()[0]
+
+    def no_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(type(base), "__call__", no_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    assert gen.max_batch == 1
+
+
 def test_constant_image_on_every_attempt_fails(models_dir: Path, monkeypatch) -> None:
     import torch
 

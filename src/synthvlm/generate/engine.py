@@ -115,6 +115,8 @@ class ImageGenerator:
         self.run_seed = run_seed
         self._pipes: tuple[Any, Any] | None = None
         self._provenance: Provenance | None = None
+        self.max_batch: int | None = None
+        """Largest pipeline call that fitted in device memory, once a larger one ran out (None: no limit)."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -223,7 +225,34 @@ class ImageGenerator:
         return [(len(seq), len(seq) > tokenizer.model_max_length) for seq in ids]
 
     def _run(self, prompts: Sequence[str], seeds: Sequence[int]) -> Any:
-        """One pipeline call for the batch: float images (n, 3, height, width) in [0, 1] on the device."""
+        """Float images (n, 3, height, width) in [0, 1] on the device, in pipeline calls of at most
+        `max_batch` prompts.
+
+        A call that runs out of device memory is split in halves, and `max_batch` drops to the size that
+        fitted, so later batches go straight to it: the configured batch size is a ceiling that the card's
+        memory lowers. Seeds are per image, so a split changes which images share a call (which can move
+        the low bits of their pixels), never which seed an image gets.
+        """
+        import torch
+
+        limit = self.max_batch or len(prompts)
+        if len(prompts) > limit:
+            parts = [
+                self._run(prompts[i : i + limit], seeds[i : i + limit]) for i in range(0, len(prompts), limit)
+            ]
+            return torch.cat(parts)
+        try:
+            return self._call(prompts, seeds)
+        except torch.OutOfMemoryError:
+            if len(prompts) == 1:
+                raise
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            self.max_batch = len(prompts) // 2
+            return self._run(prompts, seeds)
+
+    def _call(self, prompts: Sequence[str], seeds: Sequence[int]) -> Any:
+        """One pipeline call (base, then refiner if configured) for the whole batch."""
         import torch
 
         cfg = self.config
