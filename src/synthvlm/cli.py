@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synthvlm import pipeline
+from synthvlm import fsio, pipeline
 from synthvlm.config import RunConfig, load_config
 from synthvlm.errors import ShardFailedError, UserError
 
@@ -26,7 +26,9 @@ app = typer.Typer(
 err = Console(stderr=True)
 out = Console()
 
-RunOpt = Annotated[Path, typer.Option("--run", help="Run directory (created if needed).")]
+RunOpt = Annotated[
+    str, typer.Option("--run", help="Run directory (created if needed): a path or an fsspec URL (s3://...).")
+]
 FromOpt = Annotated[
     str | None,
     typer.Option("--from", help="Recompute from this stage on (deletes its outputs and later stages')."),
@@ -39,7 +41,7 @@ AddressOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-def _config(run: Path) -> RunConfig:
+def _config(run: str) -> RunConfig:
     config = pipeline.load_run_config(run)
     if config is None:
         raise UserError(
@@ -49,7 +51,7 @@ def _config(run: Path) -> RunConfig:
 
 
 def _run_stages(
-    run: Path,
+    run: str,
     config: RunConfig,
     stages: list[str],
     recompute: str | None,
@@ -186,12 +188,15 @@ def export(
     formats: Annotated[
         list[str] | None, typer.Option("--format", help="llava, webdataset, parquet (repeatable).")
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Export folder (default RUN/export).")] = None,
+    out_dir: Annotated[
+        str | None, typer.Option("--out", help="Export folder or URL (default RUN/export).")
+    ] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the selection as LLaVA JSON + images, WebDataset shards and/or Parquet."""
-    config = _config(run).updated("export", formats=formats, out=str(out_dir.resolve()) if out_dir else None)
+    out = fsio.absolute(fsio.run_path(out_dir)) if out_dir else None
+    config = _config(run).updated("export", formats=formats, out=out)
     _run_stages(run, config, ["export"], recompute, "local", quiet)
 
 
@@ -199,7 +204,8 @@ def export(
 def run_cmd(
     config_file: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/demo.yaml.")],
     run: Annotated[
-        Path | None, typer.Option("--run", help="Run directory (default runs/<recipe name>).")
+        str | None,
+        typer.Option("--run", help="Run directory or fsspec URL (default runs/<recipe name>)."),
     ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
@@ -208,7 +214,7 @@ def run_cmd(
 ) -> None:
     """Run the whole pipeline from a recipe, resuming whatever is already done."""
     config = load_config(config_file)
-    run = run or Path("runs") / config_file.stem
+    run = run or str(Path("runs") / config_file.stem)
     _run_stages(run, config, list(pipeline.ORDER), recompute, executor, quiet, address)
     out.print(f"run directory: {run}")
 
@@ -232,7 +238,7 @@ def demo(
 
 @app.command()
 def status(
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    run: Annotated[str, typer.Argument(help="Run directory or fsspec URL.")],
     as_json: Annotated[
         bool, typer.Option("--json", help='One JSON object: {"stages": {name: {in, kept, dropped}}}.')
     ] = False,
@@ -254,7 +260,9 @@ def status(
 
 @app.command()
 def validate(
-    folders: Annotated[list[Path], typer.Argument(help="Export folders (each holds a manifest.json).")],
+    folders: Annotated[
+        list[str], typer.Argument(help="Export folders or URLs (each holds a manifest.json).")
+    ],
 ) -> None:
     """Check that every exported record has a decodable image and that counts match the selection."""
     from synthvlm.validate import validate_export

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,21 +17,21 @@ from synthvlm.stages import ORDER, STAGES
 CONFIG_FILE = "config.yaml"
 
 
-def load_run_config(run_dir: str | Path) -> RunConfig | None:
+def load_run_config(run_dir: str | fsio.RunPath) -> RunConfig | None:
     """The resolved config saved in a run directory, or None for a new run."""
-    path = Path(run_dir) / CONFIG_FILE
+    path = fsio.run_path(run_dir) / CONFIG_FILE
     if not path.exists():
         return None
     return parse_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, origin=str(path))
 
 
-def save_run_config(run_dir: str | Path, config: RunConfig) -> None:
+def save_run_config(run_dir: str | fsio.RunPath, config: RunConfig) -> None:
     """Write the resolved config into the run directory."""
-    fsio.write_bytes(Path(run_dir) / CONFIG_FILE, dump_config(config).encode())
+    fsio.write_bytes(fsio.run_path(run_dir) / CONFIG_FILE, dump_config(config).encode())
 
 
 def run(
-    run_dir: str | Path,
+    run_dir: str | fsio.RunPath,
     config: RunConfig,
     *,
     stages: Sequence[str] = tuple(ORDER),
@@ -42,9 +41,10 @@ def run(
 ) -> dict[str, dict[str, Any]]:
     """Run `stages` in pipeline order, resuming completed work; returns each stage's funnel.
 
-    `recompute_from` deletes that stage and every later one first (the CLI's --from).
+    `recompute_from` deletes that stage and every later one first (the CLI's --from). `run_dir` is a
+    local path or any fsspec URL (`s3://bucket/run`).
     """
-    run_dir = Path(run_dir)
+    run_dir = fsio.run_path(run_dir)
     unknown = [s for s in [*stages, *([recompute_from] if recompute_from else [])] if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage {unknown[0]!r}; valid: {', '.join(ORDER)}")
@@ -63,9 +63,9 @@ def run(
     return results
 
 
-def status(run_dir: str | Path) -> dict[str, Any]:
+def status(run_dir: str | fsio.RunPath) -> dict[str, Any]:
     """`{"stages": {name: {"in", "kept", "dropped", ...}}}` for every stage that has started."""
-    run_dir = Path(run_dir)
+    run_dir = fsio.run_path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} is not a synthvlm run directory (no {CONFIG_FILE})")
     names = ["caption", *ORDER]  # caption is an optional source stage before ingest

@@ -13,6 +13,7 @@ import collections
 from collections.abc import Sequence
 from typing import Any
 
+from synthvlm import fsio
 from synthvlm.config import RayConfig, RunConfig
 from synthvlm.errors import ShardFailedError, UserError
 from synthvlm.stage import Stage, Task, execute_task
@@ -213,8 +214,7 @@ class RayExecutor:
             idle.append(worker)
             shard_done()
         # Nothing runs now; temporary files here were left by killed workers and belong to no output.
-        for stale in stage.dir.rglob(".*.tmp-*"):
-            stale.unlink()
+        fsio.remove_stale_temps(stage.dir)
         if failed:
             lines = "; ".join(f"{name}: {error}" for name, error in sorted(failed.items()))
             raise ShardFailedError(

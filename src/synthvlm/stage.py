@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,8 +66,8 @@ class Stage(ABC):
     unit: ClassVar[str] = "rows"
     uses_model: ClassVar[bool] = False  # a model stage runs on long-lived workers that load it once
 
-    def __init__(self, run_dir: str | Path, config: RunConfig) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: str | fsio.RunPath, config: RunConfig) -> None:
+        self.run_dir = fsio.run_path(run_dir)
         self.config = config
 
     # -- what subclasses define -------------------------------------------------------------------
@@ -94,16 +93,21 @@ class Stage(ABC):
 
     # -- layout -----------------------------------------------------------------------------------
     @property
-    def dir(self) -> Path:
+    def dir(self) -> fsio.RunPath:
         return self.run_dir / self.name
 
-    def data_path(self, index: int, folder: str = "data") -> Path:
+    @property
+    def models_dir(self) -> Path:
+        """Where locally built models go: always a local folder, since loaders read local files."""
+        return fsio.local_root(self.run_dir) / "models"
+
+    def data_path(self, index: int, folder: str = "data") -> fsio.RunPath:
         return self.dir / folder / f"part-{index:05d}.parquet"
 
-    def done_path(self, task: Task) -> Path:
+    def done_path(self, task: Task) -> fsio.RunPath:
         return self.dir / "done" / f"{task.name}.json"
 
-    def data_files(self, folder: str = "data") -> list[Path]:
+    def data_files(self, folder: str = "data") -> list[fsio.RunPath]:
         """This stage's output shards in order."""
         return sorted((self.dir / folder).glob("part-*.parquet"))
 
@@ -156,7 +160,7 @@ def completed(stage: Stage, phase: str) -> set[int]:
 # -- driver ---------------------------------------------------------------------------------------
 
 
-def is_complete(run_dir: Path, name: str) -> bool:
+def is_complete(run_dir: fsio.RunPath, name: str) -> bool:
     return (run_dir / name / "complete.json").exists()
 
 
@@ -200,8 +204,7 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
             )
     check_fingerprint(stage)
     fsio.write_json(stage.dir / "phases.json", stage.phases())
-    for stale in stage.dir.rglob(".*.tmp-*"):  # left by a killed worker; never part of any output
-        stale.unlink()
+    fsio.remove_stale_temps(stage.dir)  # left by a killed worker; never part of any output
     if is_complete(stage.run_dir, stage.name):
         return funnel(stage.run_dir, stage.name)
     for phase in stage.phases():
@@ -226,13 +229,13 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
     return result
 
 
-def reset_stages(run_dir: Path, names: Sequence[str]) -> None:
+def reset_stages(run_dir: fsio.RunPath, names: Sequence[str]) -> None:
     """Delete the outputs of these stages so they recompute."""
     for name in names:
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+        fsio.remove_tree(run_dir / name)
 
 
-def funnel(run_dir: Path, name: str) -> dict[str, Any]:
+def funnel(run_dir: fsio.RunPath, name: str) -> dict[str, Any]:
     """A stage's accounting from its completion records: in, kept, dropped by reason, progress."""
     folder = run_dir / name
     plans = {p.stem: fsio.read_json(p)["tasks"] for p in sorted((folder / "plan").glob("*.json"))}

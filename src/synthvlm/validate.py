@@ -1,4 +1,5 @@
-"""Check an export folder: every record points to a decodable image and counts match the manifest."""
+"""Check an export folder (local or an fsspec URL): every record points to a decodable image and counts
+match the manifest."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import json
 import tarfile
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
-import pyarrow.parquet as pq
 from PIL import Image
 
+from synthvlm import fsio
 from synthvlm.stages.export import LLAVA_JSON, MANIFEST
 
 
@@ -25,7 +25,7 @@ def _decode(data: bytes) -> str | None:
     return None
 
 
-def _llava(folder: Path) -> tuple[int, list[str]]:
+def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
     problems: list[str] = []
     try:
         entries = json.loads((folder / LLAVA_JSON).read_text(encoding="utf-8"))
@@ -50,13 +50,13 @@ def _llava(folder: Path) -> tuple[int, list[str]]:
     return len(entries), problems
 
 
-def _webdataset(folder: Path) -> tuple[int, list[str]]:
+def _webdataset(folder: fsio.RunPath) -> tuple[int, list[str]]:
     problems: list[str] = []
     count = 0
     for shard in sorted(folder.glob("*.tar")):
         samples: dict[str, dict[str, bytes]] = defaultdict(dict)
         try:
-            with tarfile.open(shard) as tar:
+            with shard.open("rb") as fh, tarfile.open(fileobj=fh) as tar:
                 for member in tar:
                     fh = tar.extractfile(member)
                     if fh is not None:
@@ -74,12 +74,12 @@ def _webdataset(folder: Path) -> tuple[int, list[str]]:
     return count, problems
 
 
-def _parquet(folder: Path) -> tuple[int, list[str]]:
+def _parquet(folder: fsio.RunPath) -> tuple[int, list[str]]:
     problems: list[str] = []
     count = 0
     for part in sorted(folder.glob("*.parquet")):
         try:
-            table = pq.read_table(part, columns=["key", "image"])
+            table = fsio.read_table(part, columns=["key", "image"])
         except Exception as exc:  # pyarrow raises several types for corrupt files
             problems.append(f"{part.name}: unreadable Parquet ({exc})")
             continue
@@ -93,16 +93,16 @@ def _parquet(folder: Path) -> tuple[int, list[str]]:
     return count, problems
 
 
-CHECKS: dict[str, Callable[[Path], tuple[int, list[str]]]] = {
+CHECKS: dict[str, Callable[[fsio.RunPath], tuple[int, list[str]]]] = {
     "llava": _llava,
     "webdataset": _webdataset,
     "parquet": _parquet,
 }
 
 
-def validate_export(folder: str | Path) -> list[str]:
+def validate_export(folder: str | fsio.RunPath) -> list[str]:
     """All problems found in an export folder (empty when it is valid)."""
-    folder = Path(folder)
+    folder = fsio.run_path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):

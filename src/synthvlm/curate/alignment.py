@@ -93,19 +93,18 @@ def load_image(ref: str, *, root: str | None) -> Image.Image | tuple[str, str]:
         return ("unreadable_image", str(path))
 
 
-def _scorers(config: AlignmentConfig, run_dir: Path) -> tuple[Any, Any]:
+def _scorers(config: AlignmentConfig, models_dir: Path) -> tuple[Any, Any]:
     from synthvlm.devices import resolve_device
     from synthvlm.score.clip import ClipScorer
 
-    key = (config, str(run_dir))
+    key = (config, str(models_dir))
     if key not in _MODELS:
         device = resolve_device(config.device)
-        models = run_dir / "models"
         clip = (
             None
             if config.clip_model is None
             else ClipScorer(
-                resolve_model(config.clip_model, models_dir=models),
+                resolve_model(config.clip_model, models_dir=models_dir),
                 device=device,
                 prefix="",
                 batch_size=config.batch_size,
@@ -115,7 +114,7 @@ def _scorers(config: AlignmentConfig, run_dir: Path) -> tuple[Any, Any]:
             None
             if config.itm_model is None
             else ItmScorer(
-                resolve_model(config.itm_model, models_dir=models),
+                resolve_model(config.itm_model, models_dir=models_dir),
                 device=device,
                 batch_size=config.batch_size,
             )
@@ -125,10 +124,10 @@ def _scorers(config: AlignmentConfig, run_dir: Path) -> tuple[Any, Any]:
 
 
 def align_table(
-    table: Any, *, config: AlignmentConfig, run_dir: Path
+    table: Any, *, config: AlignmentConfig, models_dir: Path
 ) -> tuple[list[bool], list[dict[str, Any]]]:
     """Keep mask and rejected rows (`row`, reason, value, detail) for one shard of captions."""
-    clip, itm = _scorers(config, run_dir)
+    clip, itm = _scorers(config, models_dir)
     captions = table.column("caption").to_pylist()
     refs = table.column("image_ref").to_pylist()
     keep = [True] * len(captions)

@@ -25,13 +25,17 @@ def caption_images(
 
     Resumable like every stage: rerunning the same command does no work.
     """
-    from synthvlm import pipeline
+    from synthvlm import fsio, pipeline
     from synthvlm.config import RunConfig
+    from synthvlm.errors import UserError
     from synthvlm.executors import make_executor
     from synthvlm.stage import reset_stages, run_stage
     from synthvlm.stages.caption import CaptionStage
 
-    run_dir = Path(run_dir)
+    run_dir = fsio.run_path(run_dir)
+    if not fsio.is_local(run_dir):
+        # Its rows point at image files by local path, for the alignment filters to open.
+        raise UserError(f"{run_dir}: `synthvlm caption` needs a local run directory, not a URL")
     run_dir.mkdir(parents=True, exist_ok=True)
     if recompute:
         reset_stages(run_dir, [CaptionStage.name])

@@ -213,7 +213,7 @@ class CaptionStage(Stage):
         captions: list[str] = []
         if images:
             captioner = get_captioner(
-                resolve_captioner(cfg.model, models_dir=self.run_dir / "models"),
+                resolve_captioner(cfg.model, models_dir=self.models_dir),
                 device=resolve_device(cfg.device),
                 batch_size=cfg.batch_size,
                 max_new_tokens=cfg.max_new_tokens,

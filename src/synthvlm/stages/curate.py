@@ -8,13 +8,11 @@ pool in one task, then apply the plan per shard. Every dropped caption is a reje
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from synthvlm import fsio, schema
 from synthvlm.devices import resolve_device
@@ -117,14 +115,14 @@ class CurateStage(Stage):
     def _ingest_shards(self) -> list[str]:
         return [str(p) for p in sorted((self.run_dir / "ingest" / "data").glob("part-*.parquet"))]
 
-    def _input(self, step: str, index: int) -> Path:
+    def _input(self, step: str, index: int) -> fsio.RunPath:
         steps = self.steps()
         k = steps.index(step)
         if k == 0:
             return self.run_dir / "ingest" / "data" / f"part-{index:05d}.parquet"
         return self._output(steps[k - 1], index)
 
-    def _output(self, step: str, index: int) -> Path:
+    def _output(self, step: str, index: int) -> fsio.RunPath:
         return self.data_path(index, "data" if step == self.steps()[-1] else _OUTPUT[step])
 
     def tasks(self, phase: str) -> list[Task]:
@@ -161,7 +159,7 @@ class CurateStage(Stage):
             filters = [build_filter(s["name"], s["params"]) for s in self.filter_specs()]
         except ValueError as exc:
             raise UserError(f"curate: {exc}") from None
-        table = pq.read_table(self._input("filter", task.index))
+        table = fsio.read_table(self._input("filter", task.index))
         captions = table.column("caption").to_pylist()
         keep, drops = apply_filters(filters, captions)
         rejected = [
@@ -189,7 +187,9 @@ class CurateStage(Stage):
     def _plan(self, task: Task) -> TaskStats:
         """First occurrence in pool order represents each normalised text; the rest point to it."""
         (n_shards,) = task.payload
-        parts = [pq.read_table(self._input("dedup", i), columns=["id", "text_hash"]) for i in range(n_shards)]
+        parts = [
+            fsio.read_table(self._input("dedup", i), columns=["id", "text_hash"]) for i in range(n_shards)
+        ]
         hashes = (
             np.concatenate([p.column("text_hash").to_numpy() for p in parts]) if parts else np.zeros(0, "u8")
         )
@@ -213,8 +213,8 @@ class CurateStage(Stage):
         return TaskStats(0, 0)
 
     def _dedup(self, task: Task) -> TaskStats:
-        table = pq.read_table(self._input("dedup", task.index))
-        plan = pq.read_table(self.data_path(task.index, "dedup-plan"))
+        table = fsio.read_table(self._input("dedup", task.index))
+        plan = fsio.read_table(self.data_path(task.index, "dedup-plan"))
         keep = plan.column("keep")
         dropped = table.filter(pc.invert(keep))
         dup_of = plan.filter(pc.invert(keep)).column("dup_of").to_pylist()
@@ -241,7 +241,9 @@ class CurateStage(Stage):
 
         cfg = self.config.curate.near_dup
         (n_shards,) = task.payload
-        parts = [pq.read_table(self._input("neardup", i), columns=["id", "caption"]) for i in range(n_shards)]
+        parts = [
+            fsio.read_table(self._input("neardup", i), columns=["id", "caption"]) for i in range(n_shards)
+        ]
         ids = [v for p in parts for v in p.column("id").to_pylist()]
         captions = [v for p in parts for v in p.column("caption").to_pylist()]
         plan = plan_near_duplicates(
@@ -274,7 +276,7 @@ class CurateStage(Stage):
         from synthvlm.curate.neardup import jaccard
 
         cfg = self.config.curate.near_dup
-        plan = pq.read_table(self.data_path(task.index, "neardup-plan"))
+        plan = fsio.read_table(self.data_path(task.index, "neardup-plan"))
 
         def decide(table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
             keep = plan.column("keep").to_pylist()
@@ -298,7 +300,7 @@ class CurateStage(Stage):
     # -- per-shard model and set steps ------------------------------------------------------------
     def _per_shard(self, task: Task, decide: Any) -> TaskStats:
         """Read the step's input shard, let `decide` pick the drops, write kept rows and rejected rows."""
-        table = pq.read_table(self._input(task.phase, task.index))
+        table = fsio.read_table(self._input(task.phase, task.index))
         keep, drops = decide(table)
         rows = table.select(["id", "caption", "source_file", "source_index"]).to_pylist()
         rejected = [{**rows[d.pop("row")], **d} for d in drops]
@@ -324,7 +326,7 @@ class CurateStage(Stage):
             )
         else:
             try:
-                model = resolve_lm(cfg.model, models_dir=self.run_dir / "models")
+                model = resolve_lm(cfg.model, models_dir=self.models_dir)
             except ValueError as exc:
                 raise UserError(f"curate.perplexity: {exc}") from None
             scorer = _cached(
@@ -349,7 +351,7 @@ class CurateStage(Stage):
     def _alignment(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
         from synthvlm.curate.alignment import align_table
 
-        return align_table(table, config=self.config.curate.alignment, run_dir=self.run_dir)
+        return align_table(table, config=self.config.curate.alignment, models_dir=self.models_dir)
 
     def _decontam(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
         from synthvlm.curate.decontam import EvalIndex
@@ -403,7 +405,7 @@ class CurateStage(Stage):
                 ),
             )
         else:
-            model = resolve_lm(cfg.model, models_dir=self.run_dir / "models")
+            model = resolve_lm(cfg.model, models_dir=self.models_dir)
             # Keyed by the configured name, not this run's build path of a builtin model.
             backend = _cached(
                 ("judge", cfg, model),
@@ -416,7 +418,7 @@ class CurateStage(Stage):
                 ),
             )
         # Outside the stage folder, so `--from curate` keeps the answers already paid for.
-        cache = ResponseCache(self.run_dir / "cache" / "judge.sqlite")
+        cache = ResponseCache(fsio.local_root(self.run_dir) / "cache" / "judge.sqlite")
         try:
             verdicts = Judge(backend, template=load_template(cfg.template), cache=cache).judge(
                 table.column("caption").to_pylist()

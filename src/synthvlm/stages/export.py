@@ -8,7 +8,6 @@ import json
 import tarfile
 from collections import defaultdict
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -73,16 +72,16 @@ class ExportStage(Stage):
     unit = "images"
 
     @property
-    def out(self) -> Path:
-        return Path(self.config.export.out) if self.config.export.out else self.run_dir / "export"
+    def out(self) -> fsio.RunPath:
+        return fsio.run_path(self.config.export.out) if self.config.export.out else self.run_dir / "export"
 
     def settings(self) -> dict[str, Any]:
-        return {**self.config.export.model_dump(), "out": str(self.out.resolve())}
+        return {**self.config.export.model_dump(), "out": fsio.absolute(self.out)}
 
     def phases(self) -> list[str]:
         return [*self.config.export.formats, "finalize"]
 
-    def _selection(self) -> list[Path]:
+    def _selection(self) -> list[fsio.RunPath]:
         return sorted((self.run_dir / "select" / "data").glob("part-*.parquet"))
 
     def tasks(self, phase: str) -> list[Task]:
@@ -112,7 +111,9 @@ class ExportStage(Stage):
             wanted[row["image_shard"]].add(row["image_name"])
         out: dict[str, bytes] = {}
         for shard, names in sorted(wanted.items()):
-            for name, data in iter_tar(self.run_dir / shard, names):
+            with fsio.local_copy(self.run_dir / shard) as local:
+                blobs = list(iter_tar(local, names))
+            for name, data in blobs:
                 key = name.rsplit(".", 1)[0]
                 if cfg.resize is None and name.endswith(".jpg"):
                     out[key] = data

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,7 +31,7 @@ def _generator(stage: GenerateStage) -> Any:
     if key not in _GENERATORS:
         _GENERATORS.clear()
         _GENERATORS[key] = ImageGenerator(
-            stage.config.generate, models_dir=stage.run_dir / "models", run_seed=stage.config.seed
+            stage.config.generate, models_dir=stage.models_dir, run_seed=stage.config.seed
         )
     return _GENERATORS[key]
 
@@ -55,7 +54,7 @@ class GenerateStage(Stage):
     def phases(self) -> list[str]:
         return ["generate"]
 
-    def _captions(self) -> list[Path]:
+    def _captions(self) -> list[fsio.RunPath]:
         return sorted((self.run_dir / "curate" / "data").glob("part-*.parquet"))
 
     def tasks(self, phase: str) -> list[Task]:

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from PIL import Image
 
 from synthvlm import fsio, schema
@@ -32,7 +31,7 @@ def _scorer(stage: ScoreStage) -> Any:
         if model.startswith(BUILTIN):
             from synthvlm.models.tiny import build_tiny_clip
 
-            model = str(build_tiny_clip(stage.run_dir / "models" / model.removeprefix(BUILTIN)))
+            model = str(build_tiny_clip(stage.models_dir / model.removeprefix(BUILTIN)))
         _SCORERS.clear()
         _SCORERS[key] = ClipScorer(
             model,
@@ -67,11 +66,14 @@ class ScoreStage(Stage):
         from synthvlm.score.ssim import paper_ssim_batch
 
         cfg = self.config.score
-        candidates = pq.read_table(self.run_dir / "generate" / "data" / f"part-{task.index:05d}.parquet")
+        candidates = fsio.read_table(self.run_dir / "generate" / "data" / f"part-{task.index:05d}.parquet")
         good = candidates.filter(pc.equal(candidates.column("status"), "ok"))
         tar = self.run_dir / "generate" / "images" / f"part-{task.index:05d}.tar"
         wanted = good.column("image_name").to_pylist()
-        blobs = dict(iter_tar(tar, set(wanted))) if wanted else {}
+        blobs: dict[str, bytes] = {}
+        if wanted:
+            with fsio.local_copy(tar) as local:
+                blobs = dict(iter_tar(local, set(wanted)))
         rows: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         batch: list[tuple[dict[str, Any], Image.Image]] = []

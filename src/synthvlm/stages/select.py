@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from synthvlm import fsio, schema
 from synthvlm.stage import Stage, Task, TaskStats
@@ -73,7 +72,7 @@ class SelectStage(Stage):
         files = sorted((self.run_dir / "score" / "data").glob("part-*.parquet"))
         cols = ["key", "caption_id", "candidate_index", cfg.key]
         light = (
-            pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+            pa.concat_tables([fsio.read_table(f, columns=cols) for f in files])
             if files
             else schema.SCORE.empty_table().select(cols)
         )
@@ -90,10 +89,10 @@ class SelectStage(Stage):
         rank_of[chosen] = np.arange(1, k + 1)
         pieces, offset = [], 0
         for f in files:
-            n = pq.ParquetFile(f).metadata.num_rows
+            n = fsio.parquet_rows(f)
             local = rank_of[offset : offset + n]
             if np.any(local > 0):
-                table = pq.read_table(f).filter(pa.array(local > 0))
+                table = fsio.read_table(f).filter(pa.array(local > 0))
                 pieces.append(table.append_column("rank", pa.array(local[local > 0], type=pa.int64())))
             offset += n
         selected = (
