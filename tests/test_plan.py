@@ -25,17 +25,17 @@ def test_projection_scales_steps_and_pixels():
     assert plan.wall_hours == pytest.approx(plan.gpu_hours / 8)
 
 
-def test_plan_cli_with_published_anchor():
+def test_plan_cli_with_measured_h100_anchor():
     result = cli(
         "plan", str(REPO / "configs" / "synthvlm-paper.yaml"), "--gpus", "4", "--captions", "100000", "--json"
     )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["images"] == 100_000
-    assert plan["seconds_per_image"] == pytest.approx(5.0)
-    assert plan["gpu_hours"] == pytest.approx(100_000 * 5.0 / 3600)
+    assert plan["seconds_per_image"] == pytest.approx(1.293 * 2)  # measured at 30 steps, the recipe has 60
+    assert plan["gpu_hours"] == pytest.approx(100_000 * 1.293 * 2 / 3600)
     assert plan["wall_hours"] == pytest.approx(plan["gpu_hours"] / 4 / 0.9)
-    assert any("published H100 anchor" in a for a in plan["assumptions"])
+    assert any("measured anchor: synthvlm generate stage on one H100" in a for a in plan["assumptions"])
 
 
 def test_plan_needs_a_cost_for_unknown_gpus():

@@ -286,7 +286,7 @@ def plan(
     config_file: Annotated[Path, typer.Argument(help="YAML recipe of the job to project.")],
     gpus: Annotated[int, typer.Option("--gpus", help="Number of GPUs.")],
     gpu_type: Annotated[
-        str, typer.Option("--gpu-type", help="GPU the cost was measured on (H100 has a published anchor).")
+        str, typer.Option("--gpu-type", help="GPU the cost was measured on (H100 has a measured anchor).")
     ] = "H100",
     captions: Annotated[
         int | None,
@@ -302,7 +302,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Project GPU-hours and wall time of the recipe's generate job from a measured per-image cost."""
-    from synthvlm.plan import PUBLISHED_S_PER_IMAGE, Measured, measured_from_run, project
+    from synthvlm.plan import ANCHORS, Measured, measured_from_run, project
 
     config = load_config(config_file)
     if captions is None:
@@ -314,9 +314,8 @@ def plan(
         measured = Measured(seconds_per_image, gen.steps, gen.width * gen.height, "given on the command line")
     elif run is not None and (run / "generate" / "timing").is_dir():
         measured = measured_from_run(run)
-    elif gpu_type in PUBLISHED_S_PER_IMAGE:
-        s, steps, px = PUBLISHED_S_PER_IMAGE[gpu_type]
-        measured = Measured(s, steps, px, f"published {gpu_type} anchor: diffusers fp16 batch 1, SDXL base")
+    elif gpu_type in ANCHORS:
+        measured = ANCHORS[gpu_type]
     else:
         raise UserError(
             f"no measured cost for {gpu_type}: pass --seconds-per-image or --run with generate timings"
@@ -342,6 +341,7 @@ _PRESET_KEYS = {
     "width",
     "height",
     "max_sequence_length",
+    "batch_size",
 }
 
 

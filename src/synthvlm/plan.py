@@ -11,9 +11,6 @@ import pyarrow.parquet as pq
 from synthvlm.config import RunConfig
 from synthvlm.errors import UserError
 
-PUBLISHED_S_PER_IMAGE = {"H100": (2.5, 30, 1024 * 1024)}
-"""Published anchor: SDXL 1024², 30 steps, diffusers fp16 batch 1 on one H100 ≈ 2.5 s/image (no refiner)."""
-
 
 @dataclass(frozen=True)
 class Measured:
@@ -42,6 +39,19 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+ANCHORS = {
+    "H100": Measured(
+        1.293,
+        30,
+        1024 * 1024,
+        "measured anchor: synthvlm generate stage on one H100 80GB, SDXL base architecture, bfloat16, "
+        "batch 8, no torch.compile (bench/gpu_sdxl.py, docs/benchmarks.md)",
+        "stabilityai/stable-diffusion-xl-base-1.0",
+    )
+}
+"""Per-image costs measured with bench/gpu_sdxl.py; used when no run or --seconds-per-image gives one."""
 
 
 def measured_from_run(run_dir: str | Path) -> Measured:
