@@ -184,7 +184,7 @@ class ImageGenerator:
         if self.device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = True  # what little runs in float32 (schedulers, upcasts)
             torch.backends.cudnn.benchmark = True  # fixed shapes per run: pick the fastest conv kernels once
-            if hasattr(pipe, "vae"):
+            if hasattr(getattr(pipe, "vae", None), "enable_slicing"):
                 pipe.vae.enable_slicing()
             if hasattr(pipe, "unet"):
                 pipe.unet.to(memory_format=torch.channels_last)
