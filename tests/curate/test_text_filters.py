@@ -135,9 +135,64 @@ def test_vectorised_equals_reference_on_random_text(name: str) -> None:
     alphabet = "ab cA!\t\n1Г𝔘éİΣ😀\u00a0-’"
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40))) for _ in range(400)]
     texts += ["ass " * k + "x" for k in range(4)] + [" ".join(["a b"] * k) for k in range(12)]
-    for params in ({}, {"rep_len": 2}) if "repetition" in name else ({},):
+    for params in ({}, {"rep_len": 1}, {"rep_len": 2}, {"rep_len": 3}) if "repetition" in name else ({},):
         f = FILTERS[name](**params)
         assert f.compute(texts).tolist() == [f._stat_one(t) for t in texts]
+
+
+def test_character_repetition_ties_unicode_and_short_captions() -> None:
+    one = CharacterRepetitionFilter(rep_len=1)
+    # a2 b2 c2 d2: D=4, k=min(isqrt(4)=2, 4 repeated)=2, two of the tied counts -> 4/8;
+    # a3 b3 c2: k=min(1, 3)=1 -> 3/8; "abcd": no repeat -> 0.0
+    assert one.compute(["aabbccdd", "aaabbbcc", "abcd"]).tolist() == [0.5, 3 / 8, 0.0]
+    three = CharacterRepetitionFilter(rep_len=3)
+    # abc x2, xyz x2, bca, cab, cxy, yzx, zxy: D=7, k=min(isqrt(7)=2, 2) -> (2+2)/10
+    assert three.compute(["abcabcxyzxyz", "", "ab", "abc"]).tolist() == [0.4, 0.0, 0.0, 0.0]
+    # code points, not bytes or graphemes: four emoji -> 2-grams 😀😀 x3 -> 3/3; an astral 2-gram repeated
+    # across a BMP one: 𝔘a x2, a𝔘 x1 -> D=2, k=1 -> 2/3
+    two = CharacterRepetitionFilter(rep_len=2)
+    assert two.compute(["😀😀😀😀", "𝔘a𝔘a"]).tolist() == [1.0, 2 / 3]
+
+
+def test_lower_casing_of_sigma_and_dotted_capital_i() -> None:
+    # İ lower-cases to two code points, so the captions after it shift; final sigma depends on context
+    captions = ["FUCK İstanbul", "ΟΔΟΣ fuck", "ASS", "x İ a b a b", "a b a b", "ΣΑΣ ΣΑΣ ΣΑΣ σας"]
+    assert FlaggedWordsFilter().compute(captions).tolist() == [0.5, 0.5, 1.0, 0.0, 0.0, 0.0]
+    # [x, i̇, a, b, a, b]: "a b" x2 of 5 bigrams; [a, b, a, b]: 2 of 3; [σας] x4: 3 of 3 bigrams
+    values = WordRepetitionFilter(rep_len=2).compute(captions)
+    assert values.tolist() == [0.0, 0.0, 0.0, 2 / 5, 2 / 3, 1.0]
+    assert values.tolist() == [WordRepetitionFilter(rep_len=2)._stat_one(c) for c in captions]
+
+
+def test_only_dotted_capital_i_lower_cases_to_several_code_points() -> None:
+    # the per-code-point lower-casing table relies on this (and handles U+0130 and final sigma apart)
+    assert [c for c in range(sys.maxunicode + 1) if len(chr(c).lower()) != 1] == [0x130]
+
+
+@pytest.mark.parametrize(
+    "name", ["character_repetition_filter", "flagged_words_filter", "word_repetition_filter"]
+)
+def test_hash_collisions_are_settled_exactly(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With hashes reduced to 5 values nearly every window and word collides with an unequal one; the
+    # element-by-element checks must still give the reference statistic for every caption.
+    def weak(real):
+        return lambda *args: real(*args) % np.uint64(5) * np.uint64(0x0101010101010101)
+
+    monkeypatch.setattr(text_filters, "_slice_hashes", weak(text_filters._slice_hashes))
+    monkeypatch.setattr(text_filters, "_window_hashes", weak(text_filters._window_hashes))
+    text_filters._flagged_table.cache_clear()
+    monkeypatch.setattr(text_filters, "_flagged_table", text_filters._flagged_table.__wrapped__)
+    rng = random.Random(1)
+    texts = ["".join(rng.choice("ab ab!Σ\tİ") for _ in range(rng.randrange(0, 30))) for _ in range(300)]
+    texts += ["fuck ass anal", "Ass, ANUS!", "sas ssa", "a b a b a b c", "ab" * 12, "x"]
+    cls, settled = FILTERS[name], []
+    reference = cls._stat_one
+    monkeypatch.setattr(cls, "_stat_one", lambda self, t: settled.append(t) or reference(self, t))
+    for params in ({"rep_len": 1}, {"rep_len": 3}) if "repetition" in name else ({},):
+        f = cls(**params)
+        assert f.compute(texts).tolist() == [reference(f, t) for t in texts]
+    if "repetition" in name:
+        assert settled  # collisions were found and those captions went to the reference
 
 
 def test_chunks_do_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:

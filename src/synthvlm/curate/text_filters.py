@@ -5,22 +5,23 @@ the same name defines it with ``tokenization=False``, and keeps a caption when `
 (Data-Juicer's default closed interval). ``docs/curation.md`` gives every definition.
 
 Speed comes from working on all captions of a chunk at once: the captions become one NumPy array of code
-points, character classes are table look-ups, counts per caption are differences of a cumulative sum, and
-repetition is screened with 64-bit hashes of n-gram windows. Every filter also has a plain per-caption
-reference (``_stat_one``); the vectorised path hands the rare captions it cannot settle exactly (a possible
-repeat, a possible flagged word, non-ASCII text for the lower-cased word filters) to that reference, so the
-result never depends on a hash being collision-free.
+points, character classes (and lower-casing) are table look-ups, counts per caption are segment sums, and
+n-gram counts come from one sort of (caption, window hash, position) keys per chunk. Hashes only group
+candidates: every pair of windows (or word and flagged word) a hash puts together is compared element by
+element, so the statistics are exact. Every filter also has a plain per-caption reference (``_stat_one``);
+a caption where a hash collision was found (none on a million captions) is computed by that reference.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
 import sys
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -284,11 +285,13 @@ _SPECIAL_RANGES: tuple[int | tuple[int, int], ...] = (
     (0x1FAF0, 0x1FAF8),
 )
 
-_CHUNK_ROWS = 1 << 16
-"""Captions per vectorised chunk: bounds memory, and lets a row index fit the top 16 bits of a sort key."""
-_ROW_SHIFT = np.uint64(48)
+_CHUNK_ROWS = 4096
+"""Captions per vectorised chunk: bounds memory, and keeps a chunk's arrays small enough to stay in cache
+(larger chunks were measured slower: fresh multi-megabyte arrays cost page faults on every operation)."""
 _HASH_P = np.uint64(0x9E3779B97F4A7C15)  # odd, so invertible modulo 2**64
-_HASH_Q = np.uint64(0xC2B2AE3D27D4EB4F)
+# An odd multiplier applied to every hash: without it, a change in a slice's first values moves only the low
+# bits of the polynomial sum, and sort keys drop the low bits (they hold the window position).
+_HASH_MIX = 0xD6E8FEB86659FD93
 _WORD_SPLIT = re.compile("[ \n\t]")  # Data-Juicer splits words on space, newline and tab only
 
 
@@ -315,6 +318,17 @@ def _alnum_table() -> np.ndarray:
 
 
 @cache
+def _lower_table() -> np.ndarray:
+    """``str.lower`` of each single code point, as a code point; U+0130 (the one character whose lower case
+    is two code points) maps to itself and is handled by ``_Chunk.lowered`` instead."""
+    return np.fromiter(
+        (ord(chr(c).lower()) if c != 0x130 else c for c in range(sys.maxunicode + 1)),
+        dtype=np.uint32,
+        count=sys.maxunicode + 1,
+    )
+
+
+@cache
 def flagged_words() -> frozenset[str]:
     """The packaged English flagged-word list (lower case, one word per line)."""
     text = resources.files("synthvlm").joinpath("data/flagged_words_en.txt").read_text(encoding="utf-8")
@@ -330,13 +344,115 @@ def dj_words(text: str, *, lower: bool) -> list[str]:
     return [s for s in (w.strip(specials) for w in words) if s]
 
 
-def _word_hash(word: str) -> int:
-    """Polynomial hash of a word, equal to the vectorised word hash of the same lower-cased characters."""
-    h = 0
-    p = int(_HASH_P)
-    for k, ch in enumerate(word):
-        h = (h + (ord(ch) + 1) * pow(p, k, 1 << 64)) % (1 << 64)
-    return h
+def _bits(value: int) -> int:
+    """Bits that hold every integer in ``0..value`` (at least one)."""
+    return max(int(value).bit_length(), 1)
+
+
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``counts[i]`` items owned by i, laid out owner after owner: each item's owner and rank in it."""
+    owner = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+    first = np.cumsum(counts) - counts
+    return owner, np.arange(owner.size, dtype=np.int64) - np.repeat(first, counts)
+
+
+_POWERS: list[np.ndarray] = []
+
+
+def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**k and MIX * P**-k modulo 2**64 for k < size, computed once and reused across chunks."""
+    if not _POWERS or _POWERS[0].size < size:
+        grown = max(size, 1 << 20)
+        powers = np.full(grown, _HASH_P, dtype=np.uint64)
+        inverse = np.full(grown, np.uint64(pow(int(_HASH_P), -1, 1 << 64)), dtype=np.uint64)
+        powers[0], inverse[0] = 1, _HASH_MIX
+        _POWERS[:] = [np.cumprod(powers), np.cumprod(inverse)]
+    return _POWERS[0][:size], _POWERS[1][:size]
+
+
+def _prefix_hashes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Prefix sums of ``(values[k] + 1) * P**k`` (``size + 1`` of them) and the matching ``MIX * P**-k``.
+
+    The hash of a slice ``[s, e)`` is ``(prefix[e] - prefix[s]) * unshift[s]``, i.e.
+    ``MIX * sum((values[s + k] + 1) * P**k)``: equal slices hash alike wherever they sit; unequal ones may
+    too, so callers confirm every hash match element by element.
+    """
+    powers, unshift = _powers(values.size)
+    prefix = np.zeros(values.size + 1, dtype=np.uint64)
+    np.multiply(values, powers, out=prefix[1:])
+    prefix[1:] += powers
+    np.cumsum(prefix, out=prefix)
+    return prefix, unshift
+
+
+def _slice_hashes(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The hash of every slice ``values[s:e]`` (see ``_prefix_hashes``)."""
+    prefix, unshift = _prefix_hashes(values)
+    return (prefix[ends] - prefix[starts]) * unshift[starts]
+
+
+def _window_hashes(values: np.ndarray, n: int) -> np.ndarray:
+    """The hash of every window ``values[i:i + n]``, ``i = 0 .. size - n``, by contiguous array operations."""
+    prefix, unshift = _prefix_hashes(values)
+    hashes = prefix[n:] - prefix[:-n]
+    hashes *= unshift[: hashes.size]
+    return hashes
+
+
+def _equal_slices(
+    a: np.ndarray, a_starts: np.ndarray, b: np.ndarray, b_starts: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """Whether ``a[a_starts[i]:][:lengths[i]] == b[b_starts[i]:][:lengths[i]]``, element by element."""
+    owner, rank = _ragged(lengths)
+    differ = a[np.repeat(a_starts, lengths) + rank] != b[np.repeat(b_starts, lengths) + rank]
+    return np.bincount(owner[differ], minlength=lengths.size) == 0
+
+
+def _repeated_windows(
+    values: np.ndarray,
+    offsets: np.ndarray,
+    n: int,
+    equal: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every window of ``n`` consecutive values that occurs more than once inside its row, counted exactly.
+
+    Row i holds ``values[offsets[i]:offsets[i + 1]]``. One sort of 64-bit keys (row | middle bits of the
+    window hash | window position) lines up each row's equal windows; every pair of neighbours in a group
+    is then compared value by value through ``equal(starts_a, starts_b)``, so a group is a set of truly
+    equal windows, or its row comes back in ``unsure`` (a hash collision) for the caller to settle.
+
+    Returns each repeated group's row (ascending) and count, the number of windows of every row, and the
+    ``unsure`` row mask.
+    """
+    n_rows = offsets.size - 1
+    windows = np.maximum(np.diff(offsets) - n + 1, 0)
+    unsure = np.zeros(n_rows, dtype=bool)
+    total = int(windows.sum())
+    if total == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, windows, unsure
+    row_bits, pos_bits = _bits(n_rows - 1), _bits(int(windows.max()) - 1)
+    first = np.cumsum(windows) - windows  # index of each row's first window
+    index = np.arange(total, dtype=np.int64)
+    start = index + np.repeat(offsets[:-1] - first, windows)
+    key = _window_hashes(values, n)[start]
+    key &= np.uint64(((1 << (64 - row_bits)) - 1) ^ ((1 << pos_bits) - 1))
+    # row << (64 - row_bits) | position in the row, as index + (row << ... - first) in wrapping uint64
+    row_base = (np.arange(n_rows, dtype=np.uint64) << np.uint64(64 - row_bits)) - first.astype(np.uint64)
+    key |= np.repeat(row_base, windows) + index.view(np.uint64)
+    key.sort()
+    group = key >> np.uint64(pos_bits)
+    same = np.flatnonzero(group[1:] == group[:-1])  # key[same + 1] is in the group of key[same]
+    row = (key[same] >> np.uint64(64 - row_bits)).astype(np.int64)
+    pos_mask = np.uint64((1 << pos_bits) - 1)
+    base = offsets[row]
+    ok = equal(
+        base + (key[same] & pos_mask).astype(np.int64), base + (key[same + 1] & pos_mask).astype(np.int64)
+    )
+    unsure[row[~ok]] = True
+    run = np.flatnonzero(np.diff(same, prepend=-2) != 1)
+    counts = np.diff(run, append=same.size) + 1
+    return row[run], counts, windows, unsure
 
 
 class _Chunk:
@@ -348,107 +464,75 @@ class _Chunk:
         self.lengths = np.fromiter(map(len, texts), dtype=np.int64, count=self.n)
         self.offsets = np.zeros(self.n + 1, dtype=np.int64)
         np.cumsum(self.lengths, out=self.offsets[1:])
-        self.cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        self.joined = "".join(texts)
+        self.cp = np.frombuffer(self.joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
 
-    def per_row(self, mask: np.ndarray) -> np.ndarray:
-        """How many characters of each caption the per-character mask marks."""
-        cs = np.zeros(mask.size + 1, dtype=np.int64)
-        np.cumsum(mask, out=cs[1:])
-        return cs[self.offsets[1:]] - cs[self.offsets[:-1]]
+    def lookup(self, table: np.ndarray) -> np.ndarray:
+        """``table[cp]`` for every character (``take`` is about twice as fast as fancy indexing here)."""
+        return table.take(self.cp, mode="clip")
+
+    def lowered(self) -> _Chunk:
+        """The same captions (``texts``, ``joined`` unchanged) with the code points of ``caption.lower()``.
+
+        Lower-casing a whole caption equals lower-casing each of its words (Data-Juicer's order): the only
+        context rule, final sigma, looks through case-ignorable characters only, and space, newline and tab
+        are neither case-ignorable nor cased, so they stop it exactly as a word's ends do. Without capital
+        sigma or U+0130 (which lower-cases to two code points) it is a per-code-point table look-up; the
+        captions holding either go through ``str.lower`` itself.
+        """
+        low = copy.copy(self)
+        low.cp = self.lookup(_lower_table())
+        if "\u03a3" not in self.joined and "\u0130" not in self.joined:
+            return low
+        hits = np.flatnonzero((self.cp == 0x3A3) | (self.cp == 0x130))
+        own = np.unique(np.searchsorted(self.offsets, hits, side="right") - 1).tolist()
+        low.lengths = self.lengths.copy()
+        pieces, done = [], 0
+        for i in own:
+            text = self.texts[i].lower()
+            low.lengths[i] = len(text)
+            pieces += [
+                low.cp[done : self.offsets[i]],
+                np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4"),
+            ]
+            done = self.offsets[i + 1]
+        pieces.append(low.cp[done:])
+        low.cp = np.concatenate(pieces)
+        low.offsets = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(low.lengths, out=low.offsets[1:])
+        return low
 
     def ratio(self, mask: np.ndarray) -> np.ndarray:
         """Marked characters over all characters per caption; 0.0 for an empty caption, as Data-Juicer."""
-        counts = self.per_row(mask)
         out = np.zeros(self.n, dtype=np.float64)
-        nz = self.lengths > 0
-        out[nz] = counts[nz] / self.lengths[nz]
+        some = self.lengths > 0
+        if mask.size:  # one segment per non-empty caption (reduceat needs strictly increasing starts)
+            out[some] = np.add.reduceat(mask, self.offsets[:-1][some], dtype=np.int64) / self.lengths[some]
         return out
 
-    def non_ascii(self) -> np.ndarray:
-        """Captions holding any non-ASCII character (their lower-casing is left to Python's ``str.lower``)."""
-        return self.per_row(self.cp >= 128) > 0
-
-    def row_of(self, positions: np.ndarray) -> np.ndarray:
-        """Caption index of each character position."""
-        return np.searchsorted(self.offsets, positions, side="right") - 1
-
     def words(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """First and last character position and caption of every word left after stripping specials.
+        """First and last character position of every word left after stripping specials, and where each
+        caption's words start in that list (``n + 1`` offsets).
 
         A token is a maximal run of characters other than space/newline/tab inside one caption; it survives
         Data-Juicer's strip iff it holds a non-special character, and then spans from its first to its last
         non-special character.
         """
         cp = self.cp
-        if cp.size == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        sep = (cp == 32) | (cp == 10) | (cp == 9)  # all three are special characters too
-        starts_token = np.empty(cp.size, dtype=bool)
-        starts_token[0] = True
-        starts_token[1:] = sep[:-1]
-        starts_token[self.offsets[:-1][self.lengths > 0]] = True
-        starts_token &= ~sep
-        token = np.cumsum(starts_token)
-        kept = np.flatnonzero(~_special_table()[cp])
+        kept = np.flatnonzero(~self.lookup(_special_table()))  # separators are special characters too
         if kept.size == 0:
             empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        kept_token = token[kept]
+            return empty, empty, np.zeros(self.n + 1, dtype=np.int64)
+        breaks = (cp == 32) | (cp == 10) | (cp == 9)
+        breaks[self.offsets[:-1][self.lengths > 0]] = True  # a caption's start also starts a token
+        token = np.cumsum(breaks)[kept]
         new = np.empty(kept.size, dtype=bool)
         new[0] = True
-        new[1:] = kept_token[1:] != kept_token[:-1]
-        end = np.empty(kept.size, dtype=bool)
-        end[-1] = True
-        end[:-1] = new[1:]
-        first, last = kept[new], kept[end]
-        return first, last, self.row_of(first)
-
-    def ascii_lower_word_hashes(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-        """``_word_hash`` of each word's ASCII-lower-cased characters, all at once via prefix sums."""
-        val = self.cp.astype(np.uint64)
-        val[(self.cp >= 65) & (self.cp <= 90)] += np.uint64(32)
-        val += np.uint64(1)
-        powers, inverse = _powers(val.size)
-        prefix = np.zeros(val.size + 1, dtype=np.uint64)
-        np.cumsum(val * powers, out=prefix[1:])
-        return (prefix[last + 1] - prefix[first]) * inverse[first]
-
-
-_POWERS: list[np.ndarray] = []
-
-
-def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """P**k and P**-k modulo 2**64 for k < size, computed once and reused across chunks."""
-    if not _POWERS or _POWERS[0].size < size:
-        grown = max(size, 1 << 20)
-        powers = np.full(grown, _HASH_P, dtype=np.uint64)
-        inverse = np.full(grown, np.uint64(pow(int(_HASH_P), -1, 1 << 64)), dtype=np.uint64)
-        powers[0] = inverse[0] = 1
-        _POWERS[:] = [np.cumprod(powers), np.cumprod(inverse)]
-    return _POWERS[0][:size], _POWERS[1][:size]
-
-
-def _rows_with_repeated_window(values: np.ndarray, rows: np.ndarray, n: int, n_rows: int) -> np.ndarray:
-    """Captions where two windows of ``n`` consecutive values (inside the caption) hash alike.
-
-    Equal windows always hash alike, so a caption not returned has no repeated n-gram; a returned one may
-    (or its hash collided) and is settled exactly by the caller.
-    """
-    out = np.zeros(n_rows, dtype=bool)
-    m = values.size - n + 1
-    if m < 2:
-        return out
-    h = values[:m].copy()
-    for j in range(1, n):
-        h *= _HASH_Q
-        h += values[j : j + m]
-    inside = rows[:m] == rows[n - 1 :]
-    key = (rows[:m][inside].astype(np.uint64) << _ROW_SHIFT) | (h[inside] >> np.uint64(16))
-    key.sort()
-    dup = key[1:] == key[:-1]
-    out[(key[1:][dup] >> _ROW_SHIFT).astype(np.int64)] = True
-    return out
+        np.not_equal(token[1:], token[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        first = kept[starts]
+        last = kept[np.append(starts[1:] - 1, kept.size - 1)]
+        return first, last, np.searchsorted(first, self.offsets)
 
 
 class TextFilter(ABC):
@@ -480,7 +564,7 @@ class TextFilter(ABC):
     def _bounds(self) -> tuple[float, float]: ...
 
     def _settle(self, chunk: _Chunk, out: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Fill in the exact statistic of the flagged rows with the per-caption reference."""
+        """Fill in the statistic of the rows a hash collision left unsure with the per-caption reference."""
         for i in np.flatnonzero(rows).tolist():
             out[i] = self._stat_one(chunk.texts[i])
         return out
@@ -526,7 +610,7 @@ class AlphanumericFilter(TextFilter):
         return sum(c.isalnum() for c in text) / len(text) if text else 0.0
 
     def _compute_chunk(self, chunk: _Chunk) -> np.ndarray:
-        return chunk.ratio(_alnum_table()[chunk.cp])
+        return chunk.ratio(chunk.lookup(_alnum_table()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -548,7 +632,7 @@ class SpecialCharactersFilter(TextFilter):
         return sum(c in specials for c in text) / len(text) if text else 0.0
 
     def _compute_chunk(self, chunk: _Chunk) -> np.ndarray:
-        return chunk.ratio(_special_table()[chunk.cp])
+        return chunk.ratio(chunk.lookup(_special_table()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -577,10 +661,30 @@ class CharacterRepetitionFilter(TextFilter):
         return sum(counts[:top]) / sum(counts)
 
     def _compute_chunk(self, chunk: _Chunk) -> np.ndarray:
+        n, cp = self.rep_len, chunk.cp
+
+        def equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            """Whether the n characters from a equal the n characters from b."""
+            same = cp[a] == cp[b]
+            for k in range(1, n):
+                same &= cp[a + k] == cp[b + k]
+            return same
+
+        rows, counts, windows, unsure = _repeated_windows(cp, chunk.offsets, n, equal)
+        # Only repeated n-grams can be among the top k (k <= number of repeated ones), so the singletons
+        # enter through their number alone: distinct = windows - sum(count - 1 over repeated groups).
+        repeated = np.bincount(rows, minlength=chunk.n)
+        distinct = windows - np.bincount(rows, weights=counts - 1, minlength=chunk.n).astype(np.int64)
+        top = np.minimum(np.sqrt(distinct).astype(np.int64), repeated)  # int(np.sqrt(D)), as Data-Juicer
+        order = np.lexsort((-counts, rows))  # rows ascending, counts descending within a row
+        rows, counts = rows[order], counts[order]
+        rank = np.arange(rows.size) - np.repeat(np.cumsum(repeated) - repeated, repeated)
+        take = rank < top[rows]
+        top_sum = np.bincount(rows[take], weights=counts[take], minlength=chunk.n)  # exact integer sums
         out = np.zeros(chunk.n, dtype=np.float64)
-        rows = np.repeat(np.arange(chunk.n, dtype=np.int64), chunk.lengths)
-        values = chunk.cp.astype(np.uint64) + np.uint64(1)
-        return self._settle(chunk, out, _rows_with_repeated_window(values, rows, self.rep_len, chunk.n))
+        some = windows > 0
+        out[some] = top_sum[some] / windows[some]
+        return self._settle(chunk, out, unsure)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -607,19 +711,42 @@ class FlaggedWordsFilter(TextFilter):
         return min(sum(w in flagged for w in words) / len(words), 1.0)
 
     def _compute_chunk(self, chunk: _Chunk) -> np.ndarray:
+        low = chunk.lowered()
+        first, last, word_offsets = low.words()
+        lengths = last - first + 1
+        hashes = _slice_hashes(low.cp, first, last + 1)
+        table, screen, entry_first, entry_length, entry_cp = _flagged_table()
+        # The 16-bit screen passes every flagged word's hash; the few words it passes are looked up in the
+        # sorted table, and each (word, entry) pair with equal hashes is compared character by character.
+        words = np.flatnonzero(screen[hashes >> np.uint64(48)])
+        lo = np.searchsorted(table, hashes[words], side="left")
+        hi = np.searchsorted(table, hashes[words], side="right")
+        owner, rank = _ragged(hi - lo)
+        words, entries = words[owner], np.repeat(lo, hi - lo) + rank
+        alike = lengths[words] == entry_length[entries]
+        words, entries = words[alike], entries[alike]
+        match = _equal_slices(low.cp, first[words], entry_cp, entry_first[entries], lengths[words])
+        flagged = np.zeros(first.size + 1, dtype=np.int64)
+        flagged[words[match] + 1] = 1
+        np.cumsum(flagged, out=flagged)
+        hits = flagged[word_offsets[1:]] - flagged[word_offsets[:-1]]
+        total = np.diff(word_offsets)
         out = np.zeros(chunk.n, dtype=np.float64)
-        first, last, word_rows = chunk.words()
-        hashes = chunk.ascii_lower_word_hashes(first, last)
-        table = _flagged_hashes()
-        hits = table[np.minimum(np.searchsorted(table, hashes), table.size - 1)] == hashes
-        suspects = chunk.non_ascii()
-        suspects[word_rows[hits]] = True
-        return self._settle(chunk, out, suspects)
+        some = total > 0
+        out[some] = np.minimum(hits[some] / total[some], 1.0)
+        return out
 
 
 @cache
-def _flagged_hashes() -> np.ndarray:
-    return np.array(sorted(_word_hash(w) for w in flagged_words()), dtype=np.uint64)
+def _flagged_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The flagged words' hashes (sorted), a screen of their top 16 bits, and each one's code points
+    (first position and length in one code-point array, the last item)."""
+    words = _Chunk(sorted(flagged_words()))
+    hashes = _slice_hashes(words.cp, words.offsets[:-1], words.offsets[1:])
+    order = np.argsort(hashes, kind="stable")
+    screen = np.zeros(1 << 16, dtype=bool)
+    screen[hashes >> np.uint64(48)] = True
+    return hashes[order], screen, words.offsets[:-1][order], words.lengths[order], words.cp
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -648,11 +775,25 @@ class WordRepetitionFilter(TextFilter):
         return sum(c for c in counts if c > 1) / sum(counts)
 
     def _compute_chunk(self, chunk: _Chunk) -> np.ndarray:
+        n, low = self.rep_len, chunk.lowered()
+        first, last, word_offsets = low.words()
+        lengths = last - first + 1
+        step = np.arange(n)
+
+        def equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            """Whether the n words from word a equal the n words from word b, character by character."""
+            wa, wb = (a[:, None] + step).ravel(), (b[:, None] + step).ravel()
+            same = lengths[wa] == lengths[wb]
+            same[same] = _equal_slices(low.cp, first[wa[same]], low.cp, first[wb[same]], lengths[wa[same]])
+            return same.reshape(-1, n).all(axis=1)
+
+        hashes = _slice_hashes(low.cp, first, last + 1)
+        rows, counts, windows, unsure = _repeated_windows(hashes, word_offsets, n, equal)
+        repeated = np.bincount(rows, weights=counts, minlength=chunk.n)  # exact integer sums
         out = np.zeros(chunk.n, dtype=np.float64)
-        first, last, word_rows = chunk.words()
-        hashes = chunk.ascii_lower_word_hashes(first, last)
-        suspects = _rows_with_repeated_window(hashes, word_rows, self.rep_len, chunk.n) | chunk.non_ascii()
-        return self._settle(chunk, out, suspects)
+        some = windows > 0
+        out[some] = repeated[some] / windows[some]
+        return self._settle(chunk, out, unsure)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -675,8 +816,7 @@ class WordsNumFilter(TextFilter):
         return float(len(dj_words(text, lower=False)))
 
     def _compute_chunk(self, chunk: _Chunk) -> np.ndarray:
-        _, _, word_rows = chunk.words()
-        return np.bincount(word_rows, minlength=chunk.n).astype(np.float64)
+        return np.diff(chunk.words()[2]).astype(np.float64)
 
 
 FILTERS: dict[str, type[TextFilter]] = {
