@@ -21,25 +21,64 @@ def _skimage_recipe(image: Image.Image, size=768, low=336) -> float:
     return structural_similarity(np.asarray(ref.convert("L")), np.asarray(deg.convert("L")))
 
 
-@pytest.mark.parametrize("shape", [(768, 768), (7, 7), (8, 7), (13, 29), (100, 9), (71, 300)])
+# ssim_pair rounds in float32 (see synthvlm.score.ssim): within 1e-6 by construction, < 1e-7 measured.
+TOL = 2e-7
+# Shapes: the paper's pair, the 7x7 minimum, thin, non-square, and heights that split into several
+# tiles of up to 40 rows, with an overlapping last tile (47: 2 x 21 rows for 41; 768: 20 x 39 for 762)
+# or without (87: 3 x 27 rows).
+SHAPES = [(768, 768), (7, 7), (8, 7), (7, 8), (13, 29), (100, 9), (71, 300), (300, 71), (47, 768), (87, 50)]
+
+
+def _smooth(shape, rng):
+    """Generated-like image: 4x4 noise upsampled bicubically."""
+    small = Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8))
+    return np.asarray(small.resize(shape[::-1], Image.Resampling.BICUBIC))
+
+
+def _diff(a, b):
+    return abs(ssim_pair(a, b) - structural_similarity(a, b))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_ssim_pair_matches_skimage_on_random(shape):
     a, b = _pair(shape)
-    assert abs(ssim_pair(a, b) - structural_similarity(a, b)) < 1e-12
+    assert _diff(a, b) < TOL
     # correlated pair (noisy copy): SSIM well away from 0
     c = np.clip(a.astype(int) + _pair(shape, 1)[0] // 16, 0, 255).astype(np.uint8)
-    assert abs(ssim_pair(a, c) - structural_similarity(a, c)) < 1e-12
+    assert ssim_pair(a, c) > 0.5
+    assert _diff(a, c) < TOL
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ssim_pair_matches_skimage_on_smooth_binary_and_dark_images(shape):
+    rng = np.random.default_rng(7)
+    x = _smooth(shape, rng)
+    assert _diff(x, _smooth(shape, rng)) < TOL
+    assert _diff(x, np.clip(x.astype(int) + 3, 0, 255).astype(np.uint8)) < TOL
+    binary = [(rng.integers(0, 2, shape) * 255).astype(np.uint8) for _ in range(2)]
+    assert _diff(*binary) < TOL
+    dark = [rng.integers(0, 3, shape).astype(np.uint8) for _ in range(2)]
+    assert _diff(*dark) < TOL
+
+
+@pytest.mark.parametrize("shape", [(7, 7), (30, 30), (47, 768)])
+@pytest.mark.parametrize(("u", "v"), [(200, 10), (255, 0), (0, 0), (128, 129), (1, 254)])
+def test_ssim_pair_on_constant_images(shape, u, v):
+    a, b = np.full(shape, u, np.uint8), np.full(shape, v, np.uint8)
+    expected = (2 * u * v + (0.01 * 255) ** 2) / (u * u + v * v + (0.01 * 255) ** 2)
+    assert abs(ssim_pair(a, b) - expected) < TOL
+    assert abs(structural_similarity(a, b) - expected) < 1e-12
+    rng = np.random.default_rng(u)
+    assert _diff(a, rng.integers(0, 256, shape, dtype=np.uint8)) < TOL
 
 
 def test_ssim_exact_values():
     a, _ = _pair((40, 50))
     assert ssim_pair(a, a) == 1.0
     const = np.full((30, 30), 200, np.uint8)
-    other = np.full((30, 30), 10, np.uint8)
     assert ssim_pair(const, const) == 1.0
-    c1 = (0.01 * 255) ** 2
-    expected = (2 * 200 * 10 + c1) / (200**2 + 10**2 + c1)
-    assert abs(ssim_pair(const, other) - expected) < 1e-15
-    assert abs(structural_similarity(const, other) - expected) < 1e-12
+    smooth = _smooth((768, 768), np.random.default_rng(1))
+    assert ssim_pair(smooth, smooth) == 1.0
     assert paper_ssim(Image.new("RGB", (100, 60), (9, 120, 250)), size=64, low=20) == 1.0
 
 
@@ -63,7 +102,7 @@ def test_paper_ssim_on_synthetic_image_matches_recipe():
     got = paper_ssim_batch(images, size=128, low=56)
     want = [_skimage_recipe(im, 128, 56) for im in images]
     assert got.dtype == np.float64 and got.shape == (3,)
-    assert np.abs(got - want).max() < 1e-12
+    assert np.abs(got - want).max() < TOL
     assert got[0] > got[1]  # the blocky image survives the round trip better than noise
 
 
@@ -74,7 +113,7 @@ def test_paper_ssim_matches_skimage_on_coco_photos():
     images = [Image.open(f) for f in files]
     got = paper_ssim_batch(images)
     want = np.array([_skimage_recipe(im) for im in images])
-    assert np.abs(got - want).max() < 1e-12
+    assert np.abs(got - want).max() < 1e-7
     assert ((got > 0.5) & (got < 1.0)).all()
 
 

@@ -9,15 +9,30 @@ The authors' released code (github.com/starriver030515/SynthVLM at f1a47ff) ship
 (``clipscore/clipscore.py``); it contains no SSIM call, so the settings above are the paper's description
 read with scikit-image defaults on uint8 grayscale, no dtype cast before the call.
 
-``ssim_pair`` computes that same value (to ~1e-15) several times faster than scikit-image: it works on
-tiles of 32 rows that stay in cache, needs only four window sums (x, y, x^2 + y^2, xy: the two variances
-only ever appear summed), takes them with shifted adds in float32 (exact: all are integers below 2**24),
-and forms the SSIM map from integer-valued float64 terms.
+``ssim_pair`` computes that same value over ten times faster than scikit-image, on one thread. It
+works on tiles of ~40 rows so the working set stays in L2, and runs a fixed list of numpy calls on
+buffers built once per call:
+
+1. the 7x7 window sums of x and y (uint16) and of x^2 + y^2 and xy (int32; the two variances only ever
+   appear summed) by four shifted adds per axis on the tile laid flat (shifts of 1 and of one row), so
+   every add is one contiguous pass; windows that wrap across a row end are computed and never used;
+2. from the sums s, in exact int32 arithmetic, P = sx*sy, Q = sx^2 + sy^2, E = N*sxy - P and
+   D = N*(sxx + syy) - Q (N = 49; all below 2**31). With these the SSIM of a window is exactly
+   (2P + C1*N^2)(2E + C2*N(N-1)) / ((Q + C1*N^2)(D + C2*N(N-1)));
+3. the four factors, their two products and the ratio in float32; the ratio is stored as float64 and
+   summed in float64, row by row and then over rows.
+
+Precision: only step 3 rounds, about 15 float32 roundings per window (unit roundoff 6e-8) on a value in
+[-1, 1], with no cancellation left (|2E| <= D), so each window, and so the mean, is within ~1e-6 of the
+exact value. Measured against scikit-image's float64 value the difference is ~1e-8 on COCO photos and
+below 1e-7 on every kind of image the tests try (random, smooth, binary, constant, near-black; tests
+assert 2e-7), far inside the 1e-4 the score needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,22 +50,82 @@ _C1 = (K1 * DATA_RANGE) ** 2
 _C2 = (K2 * DATA_RANGE) ** 2
 
 
-_TILE_ROWS = 32  # output rows per tile: keeps the working set in L2, which is what makes this fast
+_TILE_ROWS = 40  # output rows per tile: small enough for the buffers to stay in L2, large enough per call
 _C1S = _C1 * _N * _N  # C1 in units of window sums squared
 _C2S = _C2 * _N * (_N - 1)  # C2 in units of N * (N - 1) * variance
+# Added to the (2, 2, M) factor array [[P, E], [Q, D]]: halves on top, so the ratio is SSIM / 4.
+_FACTOR_CONSTANTS = np.array([[[_C1S / 2], [_C2S / 2]], [[_C1S], [_C2S]]], np.float32)
 
 
-def _box7(m: np.ndarray) -> np.ndarray:
-    """Valid-mode 7x7 window sums over the last two axes (4 shifted adds per axis)."""
-    d2 = m[:, :-1] + m[:, 1:]
-    d4 = d2[:, :-2] + d2[:, 2:]
-    v = d4[:, :-3] + d2[:, 4:-1]
-    v += m[:, WIN - 1 :]
-    d2 = v[..., :-1] + v[..., 1:]
-    d4 = d2[..., :-2] + d2[..., 2:]
-    out = d4[..., :-3] + d2[..., 4:-1]
-    out += v[..., WIN - 1 :]
-    return out
+def _box7_steps(
+    f: np.ndarray, width: int, rows: int, t1: np.ndarray, t2: np.ndarray, t3: np.ndarray
+) -> tuple[list[Callable[[], object]], np.ndarray]:
+    """Calls that turn the two (rows + 6, width) maps laid flat in ``f`` into their 7x7 window sums.
+
+    The sums land back in ``f``, returned as a (2, rows * width - 6) view: window (r, c) of map k is
+    element r * width + c of row k; columns c >= width - 6 hold wrapped windows and are never used.
+    ``t1``..``t3`` are scratch buffers of at least ``f.size + 6 * width`` elements.
+    """
+    n = f.size
+    length = rows * width - 6
+
+    def maps(buf: np.ndarray, offset: int) -> np.ndarray:
+        return buf[offset : offset + n].reshape(2, n // 2)[:, :length]
+
+    d2, d4, h = t1[: n - 1], t2[: n - 3], t3[: n - 6]  # sums of 2, 4, 7 along a row
+    e2, e4 = t1[: n - 6 - width], t2[: n - 6 - 3 * width]  # sums of 2, 4 rows of h
+    out = maps(f, 0)
+    steps = [
+        partial(np.add, f[:-1], f[1:], out=d2),
+        partial(np.add, d2[:-2], d2[2:], out=d4),
+        partial(np.add, d4[:-3], d2[4:-1], out=h),
+        partial(np.add, h, f[6:], out=h),
+        partial(np.add, h[:-width], h[width:], out=e2),
+        partial(np.add, e2[: -2 * width], e2[2 * width :], out=e4),
+        partial(np.add, maps(t2, 0), maps(t1, 4 * width), out=out),  # f is no longer read: reuse it
+        partial(np.add, out, maps(t3, 6 * width), out=out),
+    ]
+    return steps, out
+
+
+def _tile_steps(rows: int, width: int) -> tuple[np.ndarray, list[Callable[[], object]], np.ndarray]:
+    """Buffers and calls for one tile: (input (2, rows + 6, width) uint16, calls, (rows, width - 6) map)."""
+    size = (rows + 6) * width
+    length = rows * width - 6
+    g16 = np.empty(2 * size, np.uint16)  # x, y
+    g32 = np.empty(2 * size, np.int32)  # xy, x^2 + y^2
+    scratch = np.empty((3, 2 * size + 6 * width), np.int32)
+    t1, t3, t2 = scratch  # t1 and t3 adjacent: the float32 factors reuse them once the sums are done
+    x, y = g16.reshape(2, size)
+    xy, sq = g32.reshape(2, size)
+    steps = [
+        partial(np.multiply, x, x, out=sq),
+        partial(np.multiply, y, y, out=xy),
+        partial(np.add, sq, xy, out=sq),
+        partial(np.multiply, x, y, out=xy),
+    ]
+    steps_16, s = _box7_steps(g16, width, rows, *(t.view(np.uint16) for t in (t1, t2, t3)))
+    steps_32, sums = _box7_steps(g32, width, rows, t1, t2, t3)  # [sxy, sxx + syy]
+    s32 = t1[: 2 * length].reshape(2, length)  # [sx, sy] as int32
+    pq = t2[: 2 * length].reshape(2, length)  # [P, Q]
+    factors = scratch[:2].view(np.float32).reshape(-1)[: 4 * rows * width].reshape(2, 2, rows * width)
+    f = factors[:, :, :length]
+    ssim_map = t2.view(np.float64)[: rows * width]  # over [P, Q] once they are in the factors
+    steps += steps_16 + steps_32
+    steps += [
+        partial(np.copyto, s32, s),
+        partial(np.multiply, s32[0], s32[1], out=pq[0]),
+        partial(np.multiply, s32, s32, out=s32),
+        partial(np.add, s32[0], s32[1], out=pq[1]),
+        partial(np.multiply, sums, _N, out=sums),
+        partial(np.subtract, sums, pq, out=sums),  # [E, D]
+        partial(np.copyto, f[:, 0], pq, casting="unsafe"),
+        partial(np.copyto, f[:, 1], sums, casting="unsafe"),
+        partial(np.add, f, _FACTOR_CONSTANTS, out=f),
+        partial(np.multiply, f[:, 0], f[:, 1], out=f[:, 0]),
+        partial(np.divide, f[0, 0], f[1, 0], out=ssim_map[:length]),  # SSIM / 4, stored as float64
+    ]
+    return g16.reshape(2, rows + 6, width), steps, ssim_map.reshape(rows, width)[:, : width - 6]
 
 
 def ssim_pair(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,42 +138,18 @@ def ssim_pair(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"Images must be at least {WIN}x{WIN} pixels for SSIM, got {a.shape}.")
     height, width = a.shape
     out_rows = height - WIN + 1
-    maps = np.empty((4, _TILE_ROWS + WIN - 1, width), np.float32)
-    total = 0.0
-    for start in range(0, out_rows, _TILE_ROWS):
-        stop = min(start + _TILE_ROWS, out_rows)
-        m = maps[:, : stop - start + WIN - 1]
-        x, y, sq, xy = m
-        np.copyto(x, a[start : stop + WIN - 1], casting="unsafe")
-        np.copyto(y, b[start : stop + WIN - 1], casting="unsafe")
-        np.multiply(x, x, out=sq)
-        np.multiply(y, y, out=xy)
-        sq += xy
-        np.multiply(x, y, out=xy)
-        # Window sums of x, y, x^2 + y^2 and xy are integers below 2**24, hence exact in float32.
-        sx, sy, sxx_syy, sxy = _box7(m).astype(np.float64)
-        # With u = s/N and v = (N*s2 - s*s)/(N*(N-1)), the luminance factor is scaled by N**2 and the
-        # contrast-structure factor by N*(N-1); every term but the constants is then an exact integer.
-        lum_num = sx * sy
-        lum_num *= 2
-        lum_den = sx * sx
-        sy *= sy
-        lum_den += sy
-        cs_den = sxx_syy
-        cs_den *= _N
-        cs_den -= lum_den
-        cs_den += _C2S
-        lum_den += _C1S
-        cs_num = sxy
-        cs_num *= 2 * _N
-        cs_num -= lum_num
-        cs_num += _C2S
-        lum_num += _C1S
-        lum_num *= cs_num
-        lum_den *= cs_den
-        lum_num /= lum_den
-        total += float(lum_num.sum(dtype=np.float64))
-    return total / (out_rows * (width - WIN + 1))
+    n_tiles = -(-out_rows // _TILE_ROWS)
+    rows = -(-out_rows // n_tiles)  # equal tiles; the last one overlaps its neighbour
+    tile, steps, ssim_map = _tile_steps(rows, width)
+    row_sums = np.empty(out_rows)
+    for i in range(n_tiles):
+        start = min(i * rows, out_rows - rows)
+        np.copyto(tile[0], a[start : start + rows + WIN - 1])
+        np.copyto(tile[1], b[start : start + rows + WIN - 1])
+        for step in steps:
+            step()
+        np.sum(ssim_map, axis=1, out=row_sums[start : start + rows])
+    return 4 * float(row_sums.sum()) / (out_rows * (width - WIN + 1))
 
 
 def _round_trip(image: Image.Image, size: int, low: int) -> tuple[np.ndarray, np.ndarray]:
