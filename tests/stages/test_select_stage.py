@@ -28,6 +28,36 @@ def test_best_of_n_then_ties_broken_by_id():
     assert rank_candidates(light, key="weighted", best_of_n=False).tolist() == [2, 3, 4, 5, 1, 0]
 
 
+def _sorted_best_of_n(light):
+    """The definition by sorting: per caption the first row by (value desc, candidate), then value desc,
+    caption id; NaN ranks last, -0.0 ties with 0.0 (NumPy's order of -value)."""
+    caption = np.unique(light.column("caption_id").to_numpy(zero_copy_only=False), return_inverse=True)[1]
+    value = light.column("weighted").to_numpy()
+    candidate = light.column("candidate_index").to_numpy()
+    by_caption = np.lexsort((candidate, -value, caption))
+    first = np.ones(len(by_caption), dtype=bool)
+    first[1:] = caption[by_caption][1:] != caption[by_caption][:-1]
+    best = by_caption[first]
+    return best[np.lexsort((caption[best], -value[best]))]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_of_n_equals_the_sorting_definition_with_ties_zeros_infinities_and_nan(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    captions = rng.integers(0, 90, n)
+    candidates = np.zeros(n, dtype=np.int64)
+    for c in np.unique(captions):  # candidate indices unique within a caption, in shuffled order
+        rows = np.flatnonzero(captions == c)
+        candidates[rows] = rng.permutation(rows.size)
+    pool = [0.25, 0.5, 0.5, -0.0, 0.0, np.inf, -np.inf, np.nan, -0.25] if seed % 2 else rng.random(9).round(1)
+    values = rng.choice(pool, n)
+    light = _light([(f"c{c}", k, v) for c, k, v in zip(captions, candidates, values, strict=True)])
+    got = rank_candidates(light, key="weighted", best_of_n=True)
+    assert got.tolist() == _sorted_best_of_n(light).tolist()
+    assert len(got) == len(np.unique(captions))
+
+
 def test_cut_modes():
     values = np.array([0.9, 0.8, 0.8, 0.1])
     assert cut(4, values, top_k=10, fraction=None, threshold=None) == 4  # K larger than the pool

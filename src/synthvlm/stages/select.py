@@ -13,30 +13,45 @@ from synthvlm import fsio, schema
 from synthvlm.stage import Stage, Task, TaskStats
 
 
+def _order_key(value: np.ndarray) -> np.ndarray:
+    """float64 -> uint64 with the same order (-0.0 equal to 0.0), NaN below everything: as NumPy sorts
+    `-value`, where NaN comes last."""
+    bits = (np.asarray(value, dtype=np.float64) + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
+    key = np.where(bits >> np.uint64(63) == 1, ~bits, bits | np.uint64(1 << 63))
+    key[np.isnan(value)] = 0
+    return key
+
+
 def rank_candidates(light: pa.Table, *, key: str, best_of_n: bool) -> np.ndarray:
     """Row indices in ranking order: `key` descending, ties by caption_id then candidate_index ascending.
 
-    With best_of_n, only each caption's first (best) row in that order is kept. Strings are compared once,
-    on the distinct caption ids; everything else is integer/float sorting over NumPy arrays.
+    With best_of_n, only each caption's best row in that order is kept. Strings are compared once, on the
+    distinct caption ids; captions become dense ranks, so each caption's best row comes from scatter
+    reductions (no sort of all rows), and one stable sort of the best rows by value finishes the ranking.
     """
     n = light.num_rows
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     encoded = pc.dictionary_encode(light.column("caption_id")).combine_chunks()
+    n_captions = len(encoded.dictionary)
     # Rank of each distinct caption id in string order, so ties break by caption_id.
-    dict_rank = np.empty(len(encoded.dictionary), dtype=np.int64)
-    dict_rank[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(encoded.dictionary))
+    dict_rank = np.empty(n_captions, dtype=np.int64)
+    dict_rank[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(n_captions)
     caption = dict_rank[encoded.indices.to_numpy()]
     value = light.column(key).to_numpy()
     candidate = light.column("candidate_index").to_numpy()
     if not best_of_n:
         return np.lexsort((candidate, caption, -value))
-    # Best row per caption: sort by (caption, value desc, candidate), take the first of each caption's run.
-    by_caption = np.lexsort((candidate, -value, caption))
-    first = np.ones(n, dtype=bool)
-    first[1:] = caption[by_caption][1:] != caption[by_caption][:-1]
-    best = by_caption[first]
-    return best[np.lexsort((caption[best], -value[best]))]
+    order = _order_key(value)
+    top = np.zeros(n_captions, dtype=np.uint64)
+    np.maximum.at(top, caption, order)
+    at_top = np.flatnonzero(order == top[caption])
+    first = np.full(n_captions, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, caption[at_top], candidate[at_top])
+    best = at_top[candidate[at_top] == first[caption[at_top]]]
+    by_caption = np.empty(n_captions, dtype=np.int64)
+    by_caption[caption[best]] = best  # indexed by caption rank: already in caption order
+    return by_caption[np.argsort(~order[by_caption], kind="stable")]
 
 
 def cut(
