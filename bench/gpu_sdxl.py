@@ -7,8 +7,10 @@ same process and on the same device:
 - naive: `StableDiffusionXLPipeline.from_pretrained(..., dtype=float16)`, one prompt per call, default
   settings otherwise (what the model card shows);
 - ours: the generate stage of a synthvlm run (batched, per-image seeds, JPEG + tar + metadata written), once
-  per --variants entry: a batch size, optionally with ":compile" (torch.compile the UNet) or ":nchw" (the
-  UNet left in PyTorch's default memory layout instead of channels-last).
+  per --variants entry: a batch size, optionally followed by ":" and options joined by "+": "compile"
+  (`generate.compile: true`), "max-autotune" (`generate.compile: max-autotune`), "fp8"
+  (`generate.quantize: fp8`), "nchw" (the UNet left in PyTorch's default memory layout instead of
+  channels-last). Example: `--variants 8,16:compile,16:max-autotune+fp8`.
 
 Pipeline loading and the first batch (warm-up, compilation) are excluded from every variant. Prints one JSON
 row per variant — s/image, images/s, the ratio to the naive loop, model FLOP utilisation against the chip's
@@ -32,6 +34,13 @@ CONFIGS = Path(__file__).resolve().parent / "configs" / "sdxl-base-1.0.json"
 # UNet forward at 1024² ≈ 6.76 TFLOP; CFG doubles it; VAE decode at 1024² ≈ 10.5 TFLOP (scaled by pixels).
 UNET_TFLOP_1024 = 6.76
 VAE_TFLOP_1024 = 10.5
+OPTIONS = {
+    "compile": "torch.compile",
+    "max-autotune": "torch.compile max-autotune, fused QKV",
+    "fp8": "FP8 UNet linears",
+    "nchw": "UNet in NCHW layout",
+}
+"""Variant options and how a result row names them."""
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0}
 """Dense bf16/fp16 tensor-core peaks (TFLOP/s) by name fragment of torch.cuda.get_device_name()."""
 
@@ -119,7 +128,8 @@ def our_stage(
     size: int,
     device: str,
     batch_size: int,
-    compile: bool,
+    compile: bool | str = False,
+    quantize: str | None = None,
     channels_last: bool = True,
     work: Path,
 ) -> float:
@@ -150,6 +160,7 @@ def our_stage(
                 "images_per_shard": len(prompts),
                 "device": device,
                 "compile": compile,
+                "quantize": quantize,
             },
         }
     )
@@ -212,7 +223,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument(
-        "--variants", default="8", help="comma-separated batch sizes, each optionally :compile or :nchw"
+        "--variants",
+        default="8",
+        help=f"comma-separated batch sizes, each optionally followed by :OPTION[+OPTION...] from {OPTIONS}",
     )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="toy-size models: checks the code path on CPU")
@@ -221,9 +234,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     import torch
 
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    variants = [(int(v.split(":")[0]), v.partition(":")[2]) for v in args.variants.split(",")]
-    if unknown := {opt for _, opt in variants} - {"", "compile", "nchw"}:
-        parser.error(f"unknown variant option(s) {sorted(unknown)}; valid: compile, nchw")
+    variants = [
+        (int(v.partition(":")[0]), tuple(filter(None, v.partition(":")[2].split("+"))))
+        for v in args.variants.split(",")
+    ]
+    if unknown := {opt for _, opts in variants for opt in opts} - set(OPTIONS):
+        parser.error(f"unknown variant option(s) {sorted(unknown)}; valid: {', '.join(OPTIONS)}")
 
     def timed_images(batch_size: int) -> int:
         return max(batch_size * args.batches, -(-args.naive_images // batch_size) * batch_size)
@@ -266,7 +282,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 "peak_gib": _peak_gib(args.device),
             }
         )
-        for batch_size, option in variants:
+        for batch_size, options in variants:
             ours = our_stage(
                 model_dir,
                 prompts[: timed_images(batch_size)],
@@ -274,14 +290,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 size=args.size,
                 device=args.device,
                 batch_size=batch_size,
-                compile=option == "compile",
-                channels_last=option != "nchw",
-                work=work / f"b{batch_size}-{option or 'default'}",
+                compile="max-autotune" if "max-autotune" in options else "compile" in options,
+                quantize="fp8" if "fp8" in options else None,
+                channels_last="nchw" not in options,
+                work=work / f"b{batch_size}-{'-'.join(options) or 'default'}",
             )
             emit(
                 {
                     "name": f"{label}, synthvlm generate stage, batch {batch_size}"
-                    + {"": "", "compile": ", torch.compile", "nchw": ", UNet in NCHW layout"}[option],
+                    + "".join(f", {OPTIONS[o]}" for o in options),
                     "ours": ours,
                     "peer": naive,
                     "peer_name": "diffusers batch-1 loop",

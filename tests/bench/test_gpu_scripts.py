@@ -37,12 +37,22 @@ def test_published_config_builds_real_sizes_on_meta_device(gpu_sdxl):
 
 def test_tiny_run_measures_naive_loop_and_each_variant(gpu_sdxl, tmp_path):
     out = tmp_path / "rows.jsonl"
-    args = ["--tiny", "--device", "cpu", "--naive-images", "2", "--variants", "1,2:nchw", "--batches", "1"]
+    args = [
+        "--tiny",
+        "--device",
+        "cpu",
+        "--naive-images",
+        "2",
+        "--variants",
+        "1,2:nchw+compile",
+        "--batches",
+        "1",
+    ]
     naive, b1, b2 = gpu_sdxl.main([*args, "--steps", "2", "--size", "64", "--out", str(out)])
     assert naive["name"] == "SDXL 64², 2 steps (tiny), diffusers batch-1 loop, float16"
     assert [b1["name"], b2["name"]] == [
         "SDXL 64², 2 steps (tiny), synthvlm generate stage, batch 1",
-        "SDXL 64², 2 steps (tiny), synthvlm generate stage, batch 2, UNet in NCHW layout",
+        "SDXL 64², 2 steps (tiny), synthvlm generate stage, batch 2, UNet in NCHW layout, torch.compile",
     ]
     for row in (b1, b2):
         assert row["peer_name"] == "diffusers batch-1 loop" and row["unit"] == "s/image"
@@ -50,6 +60,15 @@ def test_tiny_run_measures_naive_loop_and_each_variant(gpu_sdxl, tmp_path):
         assert row["ratio"] == pytest.approx(row["peer"] / row["ours"])
         assert row["device"] == "cpu" and row["peak_gib"] is None
     assert [json.loads(line) for line in out.read_text().splitlines()] == [naive, b1, b2]
+
+
+def test_unknown_variant_option_is_refused(gpu_sdxl, capsys):
+    with pytest.raises(SystemExit):
+        gpu_sdxl.main(["--tiny", "--device", "cpu", "--variants", "8,16:fp4"])
+    assert (
+        "unknown variant option(s) ['fp4']; valid: compile, max-autotune, fp8, nchw"
+        in capsys.readouterr().err
+    )
 
 
 def test_gpu_score_script_runs_both_comparisons_at_toy_size(tmp_path):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from synthvlm.config import GenerateConfig
-from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision
+from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision, optimize
 from synthvlm.seeds import derive_seed
 
 RUN_SEED = 7
@@ -239,6 +240,73 @@ def test_unknown_builtin_and_mismatched_lengths(models_dir: Path, tiny: ImageGen
         _generator(models_dir, model="builtin:nope").prompt_tokens(["x"])
     with pytest.raises(ValueError, match="differ in length"):
         tiny.generate(PROMPTS, caption_ids=IDS[:1], candidate_indices=[0, 0])
+
+
+def test_compile_and_quantize_settings_are_validated() -> None:
+    assert GenerateConfig(preset="tiny", compile=True).compile is True
+    assert GenerateConfig(preset="tiny", compile="max-autotune").compile == "max-autotune"
+    assert GenerateConfig(preset="tiny", quantize="fp8").quantize == "fp8"
+    with pytest.raises(ValueError, match="max-autotune"):
+        GenerateConfig(preset="tiny", compile="fast")
+    with pytest.raises(ValueError, match="fp8"):
+        GenerateConfig(preset="tiny", quantize="int8")
+
+
+def test_max_autotune_recipe_runs_the_real_compiler_and_keeps_the_pixels(models_dir: Path) -> None:
+    """The CUDA speed recipe applied on CPU (inductor compiles for whichever device the model is on):
+    QKV fused, UNet and VAE decoder compiled whole; pixels within one level of eager mode."""
+    import torch
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+    gen = _generator(models_dir)
+    eager = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    base, _ = gen._load()
+    unet, vae = base.unet, base.vae
+    optimize(base, compile="max-autotune")
+
+    assert isinstance(base.unet, torch._dynamo.eval_frame.OptimizedModule) and base.unet._orig_mod is unet
+    assert hasattr(vae.decode, "_torchdynamo_orig_callable") and vae.use_slicing
+    for model in (unet, vae):
+        assert model.attn_processors
+        assert all(isinstance(p, FusedAttnProcessor2_0) for p in model.attn_processors.values())
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    compiled = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    for a, b in zip(eager, compiled, strict=True):
+        assert (b.status, b.seed) == ("ok", a.seed)
+        assert np.abs(_pixels(a).astype(int) - _pixels(b).astype(int)).max() <= 1
+
+
+def test_fp8_refused_in_one_line_where_it_cannot_run(
+    models_dir: Path, tiny: ImageGenerator, monkeypatch
+) -> None:
+    with pytest.raises(ValueError, match=r"fp8 needs a CUDA GPU of compute capability 8.9 .* runs on cpu$"):
+        _generator(models_dir, quantize="fp8").prompt_tokens(["x"])
+    base, _ = tiny._load()
+    monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # as if torchao were not installed
+    with pytest.raises(ValueError, match=r"fp8 needs torchao: pip install 'synthvlm\[fp8\]'"):
+        optimize(base, quantize="fp8")
+
+
+@pytest.mark.gpu
+def test_fp8_unet_on_a_capable_gpu(models_dir: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("needs a CUDA GPU of compute capability 8.9+")
+    from torchao.quantization import Float8Tensor
+
+    gen = ImageGenerator(
+        GenerateConfig(preset="tiny", quantize="fp8"), models_dir=models_dir, run_seed=RUN_SEED
+    )
+    base, _ = gen._load()
+    linears = [m for m in base.unet.modules() if isinstance(m, torch.nn.Linear)]
+    fp8 = [m for m in linears if isinstance(m.weight, Float8Tensor)]
+    assert len(fp8) >= len(linears) // 2, (len(fp8), len(linears))
+    first = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    second = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    for a, b in zip(first, second, strict=True):
+        assert (a.status, a.attempts, a.image.size) == ("ok", 1, (64, 64))
+        assert np.array_equal(_pixels(a), _pixels(b))
 
 
 @pytest.mark.gpu
