@@ -293,7 +293,7 @@ def test_fp8_unet_on_a_capable_gpu(models_dir: Path) -> None:
 
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("needs a CUDA GPU of compute capability 8.9+")
-    from torchao.quantization import Float8Tensor
+    Float8Tensor = pytest.importorskip("torchao.quantization").Float8Tensor  # noqa: N806
 
     gen = ImageGenerator(
         GenerateConfig(preset="tiny", quantize="fp8"), models_dir=models_dir, run_seed=RUN_SEED
