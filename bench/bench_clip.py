@@ -81,9 +81,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             return adapter, processor
 
         def peer() -> None:
+            # torchmetrics takes tensors: both sides start from the same PIL images.
+            chw = [torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images]
             with torch.no_grad():
                 for s in range(0, n, batch):
-                    tm_clip_score(tensors[s : s + batch], texts[s : s + batch], load)
+                    tm_clip_score(chw[s : s + batch], texts[s : s + batch], load)
 
         ours = clip_score(scorer.cosines(images, captions))
         with torch.no_grad():  # per image: the functional API returns a batch mean

@@ -2,8 +2,9 @@
 
 - CLIP: `ClipScorer` (float16 on CUDA, as the score stage runs it) on the published ViT-B/32 architecture
   (bench/configs/clip-vit-base-patch32.json) with random weights, over 1024² images like the generate stage
-  writes, versus torchmetrics' `clip_score` on the same model (float32, its default) and device. Image
-  preprocessing is included in both: it is part of every image's cost.
+  writes, versus torchmetrics' `clip_score` on the same model (float32, its default) and device. Both
+  start from the same PIL images (torchmetrics from uint8 tensors made of them, inside its timing): image
+  preprocessing is part of every image's cost.
 - SSIM: `ssim_torch` on the device over a batch of the paper's 768² grayscale pairs (uint8 upload included)
   versus scikit-image's `structural_similarity` pair by pair on the CPU, plus the largest difference from
   the exact CPU value.
@@ -123,10 +124,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         scorer = ClipScorer(str(path), device=args.device, batch_size=64)
         adapter, processor = _torchmetrics_model(path)
         adapter = adapter.to(args.device)
-        tensors = [torch.from_numpy(np.array(im)).permute(2, 0, 1).to(args.device) for im in images]
         texts = [scorer.prefix + c for c in captions]
 
         def peer() -> None:
+            # torchmetrics takes tensors: both sides start from the same PIL images.
+            tensors = [torch.from_numpy(np.array(im)).permute(2, 0, 1).to(args.device) for im in images]
             with torch.no_grad():
                 for s in range(0, n, 64):
                     tm_clip_score(tensors[s : s + 64], texts[s : s + 64], lambda: (adapter, processor))

@@ -302,6 +302,7 @@ def test_fp8_unet_on_a_capable_gpu(models_dir: Path) -> None:
     linears = [m for m in base.unet.modules() if isinstance(m, torch.nn.Linear)]
     fp8 = [m for m in linears if isinstance(m.weight, Float8Tensor)]
     assert len(fp8) >= len(linears) // 2, (len(fp8), len(linears))
+    assert gen.provenance.dtype == "bfloat16+fp8"
     first = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
     second = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
     for a, b in zip(first, second, strict=True):

@@ -52,6 +52,7 @@ class Provenance:
     refiner_revision: str | None
     scheduler: str
     dtype: str
+    """Weights dtype; "+fp8" when the UNet's linear layers run in FP8."""
 
 
 def directory_revision(path: str | Path) -> str:
@@ -269,7 +270,7 @@ class ImageGenerator:
                 refiner_id=cfg.refiner,
                 refiner_revision=self._revision(cfg.refiner, cfg.refiner_revision) if cfg.refiner else None,
                 scheduler=type(base.scheduler).__name__,
-                dtype=self.dtype_name,
+                dtype=self.dtype_name + ("+fp8" if cfg.quantize == "fp8" else ""),
             )
         return self._provenance
 
