@@ -9,7 +9,7 @@ import pytest
 
 from synthvlm.config import RunConfig
 from synthvlm.errors import UserError
-from synthvlm.plan import Measured, project
+from synthvlm.plan import Measured, anchor, measured_from_run, project
 from tests.pipeline.helpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +36,59 @@ def test_plan_cli_with_measured_h100_anchor():
     assert plan["gpu_hours"] == pytest.approx(100_000 * 1.293 * 2 / 3600)
     assert plan["wall_hours"] == pytest.approx(plan["gpu_hours"] / 4 / 0.9)
     assert any("measured anchor: synthvlm generate stage on one H100" in a for a in plan["assumptions"])
+    assert plan["assumptions"][2] == (
+        "12 of the 60 steps run on the refiner (stabilityai/stable-diffusion-xl-refiner-1.0); the measured "
+        "cost had no refiner, so they are counted at the measured model's cost per step"
+    )
+
+
+def test_anchor_follows_the_compile_setting_and_names_unmeasured_ones():
+    def config(**generate):
+        return RunConfig.model_validate({"generate": {"preset": "sdxl-base", **generate}})
+
+    eager, compiled = anchor("H100", config()), anchor("H100", config(compile=True))
+    assert (eager.seconds_per_image, compiled.seconds_per_image) == (1.293, 0.985)
+    assert "no torch.compile" in eager.source and "torch.compile in its default mode" in compiled.source
+    fast = anchor("H100", config(compile="max-autotune", quantize="fp8"))
+    assert fast.seconds_per_image == 0.985
+    assert fast.source == (
+        compiled.source + "; the recipe's compile: max-autotune, quantize: fp8 has no measured anchor yet"
+    )
+    plan = project(config(), captions=10, gpus=1, gpu_type="H100", measured=eager)
+    assert not any("refiner" in a for a in plan.assumptions)  # sdxl-base has none
+    with pytest.raises(UserError, match="no measured cost for L4"):
+        anchor("L4", config())
+
+
+def test_cost_measured_from_a_run_keeps_its_model_and_refiner(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for folder in ("timing", "data"):
+        (tmp_path / "generate" / folder).mkdir(parents=True)
+    for i, seconds in enumerate(([1.0, 2.0], [3.0, 6.0])):
+        pq.write_table(
+            pa.table({"seconds": seconds}), tmp_path / "generate" / "timing" / f"part-{i:05d}.parquet"
+        )
+    meta = {"steps": [40], "width": [512], "height": [768], "model_id": ["m"], "refiner_id": ["r"]}
+    pq.write_table(pa.table(meta), tmp_path / "generate" / "data" / "part-00000.parquet")
+    measured = measured_from_run(tmp_path)
+    assert measured == Measured(3.0, 40, 512 * 768, f"run {tmp_path}", "m", "r")
+    config = RunConfig.model_validate(
+        {
+            "generate": {
+                "preset": "sdxl",
+                "model": "m",
+                "refiner": "r",
+                "steps": 40,
+                "width": 512,
+                "height": 768,
+            }
+        }
+    )
+    plan = project(config, captions=4, gpus=2, gpu_type="H100", measured=measured, utilisation=1.0)
+    assert (plan.seconds_per_image, plan.gpu_hours) == (3.0, 12.0 / 3600)
+    assert not any("run on the refiner" in a for a in plan.assumptions)  # measured with this refiner
 
 
 def test_plan_needs_a_cost_for_unknown_gpus():

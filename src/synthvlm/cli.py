@@ -302,7 +302,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Project GPU-hours and wall time of the recipe's generate job from a measured per-image cost."""
-    from synthvlm.plan import ANCHORS, Measured, measured_from_run, project
+    from synthvlm.plan import Measured, anchor, measured_from_run, project
 
     config = load_config(config_file)
     if captions is None:
@@ -314,12 +314,8 @@ def plan(
         measured = Measured(seconds_per_image, gen.steps, gen.width * gen.height, "given on the command line")
     elif run is not None and (run / "generate" / "timing").is_dir():
         measured = measured_from_run(run)
-    elif gpu_type in ANCHORS:
-        measured = ANCHORS[gpu_type]
     else:
-        raise UserError(
-            f"no measured cost for {gpu_type}: pass --seconds-per-image or --run with generate timings"
-        )
+        measured = anchor(gpu_type, config)
     result = project(config, captions=captions, gpus=gpus, gpu_type=gpu_type, measured=measured)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")

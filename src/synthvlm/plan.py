@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ class Measured:
     source: str
     model: str | None = None
     """The model the cost was measured with, when known; a projection for another model is refused."""
+    refiner: str | None = None
+    """The refiner the cost was measured with, if any."""
 
 
 @dataclass(frozen=True)
@@ -41,17 +43,48 @@ class Plan:
         return asdict(self)
 
 
+_SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
 ANCHORS = {
-    "H100": Measured(
-        1.293,
-        30,
-        1024 * 1024,
-        "measured anchor: synthvlm generate stage on one H100 80GB, SDXL base architecture, bfloat16, "
-        "batch 8, no torch.compile (bench/gpu_sdxl.py, docs/benchmarks.md)",
-        "stabilityai/stable-diffusion-xl-base-1.0",
-    )
+    "H100": {
+        False: Measured(
+            1.293,
+            30,
+            1024 * 1024,
+            "measured anchor: synthvlm generate stage on one H100 80GB, SDXL base architecture, bfloat16, "
+            "batch 8, no torch.compile (bench/gpu_sdxl.py, docs/benchmarks.md)",
+            _SDXL_BASE,
+        ),
+        True: Measured(
+            0.985,
+            30,
+            1024 * 1024,
+            "measured anchor: synthvlm generate stage on one H100 80GB, SDXL base architecture, bfloat16, "
+            "batch 16, torch.compile in its default mode (bench/gpu_sdxl.py, docs/benchmarks.md)",
+            _SDXL_BASE,
+        ),
+    }
 }
-"""Per-image costs measured with bench/gpu_sdxl.py; used when no run or --seconds-per-image gives one."""
+"""Per-image costs measured with bench/gpu_sdxl.py, without and with `generate.compile`; used when no run
+or --seconds-per-image gives one."""
+
+
+def anchor(gpu_type: str, config: RunConfig) -> Measured:
+    """The measured anchor for `gpu_type` closest to the recipe's compile and quantize settings."""
+    if gpu_type not in ANCHORS:
+        raise UserError(
+            f"no measured cost for {gpu_type}: pass --seconds-per-image or --run with generate timings"
+        )
+    gen = config.generate
+    measured = ANCHORS[gpu_type][bool(gen.compile)]
+    unmeasured = [
+        f"{key}: {value}"
+        for key, value in (("compile", gen.compile), ("quantize", gen.quantize))
+        if value in ("max-autotune", "fp8")
+    ]
+    if unmeasured:
+        source = f"{measured.source}; the recipe's {', '.join(unmeasured)} has no measured anchor yet"
+        measured = replace(measured, source=source)
+    return measured
 
 
 def measured_from_run(run_dir: str | Path) -> Measured:
@@ -64,10 +97,17 @@ def measured_from_run(run_dir: str | Path) -> Measured:
             f"{run_dir} has no generate timings yet: run `synthvlm generate --run {run_dir}` first"
         )
     seconds = [s for f in timing for s in pq.read_table(f, columns=["seconds"]).column("seconds").to_pylist()]
-    cols = ["steps", "width", "height", "model_id"]
+    cols = ["steps", "width", "height", "model_id", "refiner_id"]
     meta = pq.read_table(data[0], columns=cols).slice(0, 1).to_pylist()[0]
     pixels = meta["width"] * meta["height"]
-    return Measured(sum(seconds) / len(seconds), meta["steps"], pixels, f"run {run_dir}", meta["model_id"])
+    return Measured(
+        sum(seconds) / len(seconds),
+        meta["steps"],
+        pixels,
+        f"run {run_dir}",
+        meta["model_id"],
+        meta["refiner_id"],
+    )
 
 
 def project(
@@ -103,6 +143,13 @@ def project(
         "(loading, I/O, retries)",
         "scoring, selection and export are not counted (they are minutes next to generation)",
     ]
+    if gen.refiner and measured.model is not None and measured.refiner != gen.refiner:
+        refined = round(gen.steps * (1 - gen.high_noise_frac))
+        assumptions.insert(
+            2,
+            f"{refined} of the {gen.steps} steps run on the refiner ({gen.refiner}); the measured cost "
+            "had no refiner, so they are counted at the measured model's cost per step",
+        )
     return Plan(
         captions, images, per_image, gpu_hours, gpu_hours / gpus / utilisation, gpus, gpu_type, assumptions
     )
