@@ -203,7 +203,8 @@ class GenerateConfig(_Model):
     compile: bool | Literal["max-autotune"] = False
     """torch.compile on CUDA: slower first batch, faster steady state. true: the UNet in torch's default mode
     (1.3x at batch 16 on an H100). "max-autotune": the settings diffusers documents for SDXL — QKV
-    projections fused, UNet and VAE decoder compiled whole with autotuned kernels; minutes per worker."""
+    projections fused, UNet and VAE decoder compiled whole with autotuned kernels; minutes per worker.
+    Each batch size compiles once: keep `images_per_shard` a multiple of `batch_size`."""
     quantize: Literal["fp8"] | None = None
     """"fp8": the UNet's linear layers in FP8 (e4m3) with per-row dynamic scales (torchao). Needs a CUDA GPU
     of compute capability 8.9+ (H100, L40S, RTX 4090), bfloat16, and `pip install 'synthvlm[fp8]'`."""

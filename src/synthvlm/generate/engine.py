@@ -112,6 +112,10 @@ def optimize(pipe: Any, *, compile: bool | str = False, quantize: str | None = N
     `compile=True`: the UNet through torch.compile in its default mode. `compile="max-autotune"`: the recipe
     diffusers documents for SDXL — fused QKV projections in the UNet and VAE, the inductor settings below,
     UNet and VAE decoder compiled whole (fullgraph) with autotuned kernels.
+
+    Compiled graphs are static: each batch size compiles once per worker and keeps its own kernels (with
+    torch's default, the second batch size seen would switch every later call to a dynamic-shape graph).
+    A shard's last call is smaller unless `images_per_shard` is a multiple of `batch_size`.
     """
     import torch
 
@@ -139,11 +143,11 @@ def optimize(pipe: Any, *, compile: bool | str = False, quantize: str | None = N
         inductor.coordinate_descent_tuning = True
         inductor.coordinate_descent_check_all_directions = True
         inductor.epilogue_fusion = False
-        pipe.unet = torch.compile(unet, mode="max-autotune", fullgraph=True)
+        pipe.unet = torch.compile(unet, mode="max-autotune", fullgraph=True, dynamic=False)
         if vae is not None:
-            vae.decode = torch.compile(vae.decode, mode="max-autotune", fullgraph=True)
+            vae.decode = torch.compile(vae.decode, mode="max-autotune", fullgraph=True, dynamic=False)
     elif compile:
-        pipe.unet = torch.compile(unet)
+        pipe.unet = torch.compile(unet, dynamic=False)
 
 
 class ImageGenerator:
