@@ -145,10 +145,11 @@ def project(
     ]
     if gen.refiner and measured.model is not None and measured.refiner != gen.refiner:
         refined = round(gen.steps * (1 - gen.high_noise_frac))
+        had = f"was measured with {measured.refiner}" if measured.refiner else "had no refiner"
         assumptions.insert(
             2,
             f"{refined} of the {gen.steps} steps run on the refiner ({gen.refiner}); the measured cost "
-            "had no refiner, so they are counted at the measured model's cost per step",
+            f"{had}, so they are counted at the measured model's cost per step",
         )
     return Plan(
         captions, images, per_image, gpu_hours, gpu_hours / gpus / utilisation, gpus, gpu_type, assumptions
