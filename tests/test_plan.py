@@ -89,6 +89,12 @@ def test_cost_measured_from_a_run_keeps_its_model_and_refiner(tmp_path):
     plan = project(config, captions=4, gpus=2, gpu_type="H100", measured=measured, utilisation=1.0)
     assert (plan.seconds_per_image, plan.gpu_hours) == (3.0, 12.0 / 3600)
     assert not any("run on the refiner" in a for a in plan.assumptions)  # measured with this refiner
+    other = config.model_copy(update={"generate": config.generate.model_copy(update={"refiner": "r2"})})
+    plan = project(other, captions=4, gpus=2, gpu_type="H100", measured=measured)
+    assert plan.assumptions[2] == (
+        "8 of the 40 steps run on the refiner (r2); the measured cost had refiner r, so they are "
+        "counted at the measured model's cost per step"
+    )
 
 
 def test_plan_needs_a_cost_for_unknown_gpus():

@@ -145,7 +145,7 @@ def project(
     ]
     if gen.refiner and measured.model is not None and measured.refiner != gen.refiner:
         refined = round(gen.steps * (1 - gen.high_noise_frac))
-        had = f"was measured with {measured.refiner}" if measured.refiner else "had no refiner"
+        had = f"had refiner {measured.refiner}" if measured.refiner else "had no refiner"
         assumptions.insert(
             2,
             f"{refined} of the {gen.steps} steps run on the refiner ({gen.refiner}); the measured cost "
