@@ -156,7 +156,7 @@ def test_bad_inputs_are_user_errors(tmp_path: Path, models: Path) -> None:
     pq.write_table(pa.table({"caption": ["x"]}), tmp_path / "t.parquet")
     with pytest.raises(UserError, match="no image column"):
         caption_images(run, [str(tmp_path / "t.parquet")], model=MODEL, max_new_tokens=6, progress=False)
-    with pytest.raises(ValueError, match="valid: \\['builtin:tiny-blip-caption'\\]"):
+    with pytest.raises(UserError, match="valid: \\['builtin:tiny-blip-caption'\\]"):
         caption_images(run, [str(_write(tmp_path))], model="builtin:nope", progress=False)
 
 

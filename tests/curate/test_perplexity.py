@@ -13,6 +13,7 @@ import pytest
 
 from synthvlm.config import RunConfig
 from synthvlm.curate.perplexity import KenlmScorer, PerplexityScorer, resolve_lm
+from synthvlm.errors import UserError
 from synthvlm.pipeline import run, status
 
 CAPTIONS = [
@@ -68,7 +69,7 @@ def test_max_tokens_cuts_captions(tiny_lm):
 def test_bad_arguments(tiny_lm, tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         PerplexityScorer(tiny_lm, batch_size=0)
-    with pytest.raises(ValueError, match="builtin:tiny-lm"):
+    with pytest.raises(UserError, match="builtin:tiny-lm"):
         resolve_lm("builtin:nope", models_dir=tmp_path)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from synthvlm.config import GenerateConfig
+from synthvlm.errors import UserError
 from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision, optimize
 from synthvlm.seeds import derive_seed
 
@@ -236,7 +237,7 @@ def test_provenance(models_dir: Path, tiny: ImageGenerator) -> None:
 
 
 def test_unknown_builtin_and_mismatched_lengths(models_dir: Path, tiny: ImageGenerator) -> None:
-    with pytest.raises(ValueError, match="builtin:tiny-sdxl"):
+    with pytest.raises(UserError, match="builtin:tiny-sdxl"):
         _generator(models_dir, model="builtin:nope").prompt_tokens(["x"])
     with pytest.raises(ValueError, match="differ in length"):
         tiny.generate(PROMPTS, caption_ids=IDS[:1], candidate_indices=[0, 0])
@@ -279,11 +280,11 @@ def test_max_autotune_recipe_runs_the_real_compiler_and_keeps_the_pixels(models_
 def test_fp8_refused_in_one_line_where_it_cannot_run(
     models_dir: Path, tiny: ImageGenerator, monkeypatch
 ) -> None:
-    with pytest.raises(ValueError, match=r"fp8 needs a CUDA GPU of compute capability 8.9 .* runs on cpu$"):
+    with pytest.raises(UserError, match=r"fp8 needs a CUDA GPU of compute capability 8.9 .* runs on cpu$"):
         _generator(models_dir, quantize="fp8").prompt_tokens(["x"])
     base, _ = tiny._load()
     monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # as if torchao were not installed
-    with pytest.raises(ValueError, match=r"fp8 needs torchao: pip install 'synthvlm\[fp8\]'"):
+    with pytest.raises(UserError, match=r"fp8 needs torchao: pip install 'synthvlm\[fp8\]'"):
         optimize(base, quantize="fp8")
 
 

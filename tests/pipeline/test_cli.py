@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from tests.pipeline.helpers import cli
 
@@ -77,3 +78,28 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
 
     early = cli("generate", "--run", str(tmp_path / "r3"))
     assert early.returncode == 2 and "needs 'curate' first" in early.stderr
+
+
+def test_models_that_cannot_load_or_run_are_one_line_errors(tmp_path):
+    captions = tmp_path / "c.jsonl"
+    captions.write_text('{"caption": "a red bus parked on a quiet street"}\n')
+
+    def run(name: str, generate: str) -> subprocess.CompletedProcess[str]:
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(
+            f"ingest: {{inputs: [{captions}]}}\ncurate: {{recipe: none, dedup: false}}\n"
+            f"generate: {{{generate}}}\n"
+        )
+        return cli("run", str(config), "--run", str(tmp_path / name), "-q")
+
+    missing = run("missing", "preset: sdxl-base, model: synthvlm-tests/no-such-model, device: cpu")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    last = missing.stderr.splitlines()[-1]  # after diffusers' own log line about the unreachable hub
+    assert last.startswith("error: cannot load model 'synthvlm-tests/no-such-model': the model is not fully")
+    assert last.endswith("please unset the `HF_HUB_OFFLINE` environment variable.)")  # the cause
+
+    fp8 = run("fp8", "preset: tiny, quantize: fp8, device: cpu")
+    assert fp8.returncode == 2 and fp8.stderr == (
+        "error: generate.quantize: fp8 needs a CUDA GPU of compute capability 8.9 or newer (H100, L40S, "
+        "RTX 4090); this worker runs on cpu\n"
+    )

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from synthvlm.config import BUILTIN, AlignmentConfig
+from synthvlm.errors import UserError, loading_model
 
 _MODELS: dict[tuple[Any, ...], Any] = {}
 
@@ -31,7 +32,7 @@ def resolve_model(model: str, *, models_dir: Path) -> str:
     builders = {"tiny-clip": build_tiny_clip, "tiny-blip-itm": build_tiny_blip_itm}
     name = model.removeprefix(BUILTIN)
     if name not in builders:
-        raise ValueError(
+        raise UserError(
             f"unknown builtin alignment model {model!r}; valid: {sorted(BUILTIN + k for k in builders)}"
         )
     return str(builders[name](models_dir / name))
@@ -50,12 +51,11 @@ class ItmScorer:
         if self._loaded is None:
             from transformers import AutoTokenizer, BlipForImageTextRetrieval, BlipImageProcessorPil
 
-            model = BlipForImageTextRetrieval.from_pretrained(self.model).to(self.device).eval()
-            self._loaded = (
-                model,
-                AutoTokenizer.from_pretrained(self.model),
-                BlipImageProcessorPil.from_pretrained(self.model),
-            )
+            with loading_model(self.model):
+                model = BlipForImageTextRetrieval.from_pretrained(self.model)
+                tokenizer = AutoTokenizer.from_pretrained(self.model)
+                image_processor = BlipImageProcessorPil.from_pretrained(self.model)
+            self._loaded = (model.to(self.device).eval(), tokenizer, image_processor)
         return self._loaded
 
     def scores(self, images: Sequence[Image.Image], captions: Sequence[str]) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image
 
 from synthvlm.config import BUILTIN
+from synthvlm.errors import UserError, loading_model
 
 _CAPTIONERS: dict[tuple[Any, ...], Captioner] = {}
 
@@ -26,7 +27,7 @@ def resolve_captioner(model: str, *, models_dir: Path) -> str:
         return model
     name = model.removeprefix(BUILTIN)
     if name not in BUILTIN_CAPTIONERS:
-        raise ValueError(
+        raise UserError(
             f"unknown builtin caption model {model!r}; valid: {[BUILTIN + n for n in BUILTIN_CAPTIONERS]}"
         )
     from synthvlm.models.tiny_blip import build_tiny_blip_caption
@@ -59,8 +60,10 @@ class Captioner:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
             dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-            model = AutoModelForImageTextToText.from_pretrained(self.model, dtype=dtype)
-            self._loaded = (model.to(self.device).eval(), AutoProcessor.from_pretrained(self.model))
+            with loading_model(self.model):
+                model = AutoModelForImageTextToText.from_pretrained(self.model, dtype=dtype)
+                processor = AutoProcessor.from_pretrained(self.model)
+            self._loaded = (model.to(self.device).eval(), processor)
         return self._loaded
 
     def captions(self, images: Sequence[Image.Image]) -> list[str]:

@@ -23,6 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from synthvlm.errors import loading_model
+
 _STRIP = " \t\r\n\"'`*"
 
 
@@ -225,10 +227,12 @@ class TransformersBackend(Backend):
         if self._loaded is None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(self.model, padding_side="left")
+            with loading_model(self.model):
+                tokenizer = AutoTokenizer.from_pretrained(self.model, padding_side="left")
+                model = AutoModelForCausalLM.from_pretrained(self.model)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(self.model).to(self.device).eval()
+            model = model.to(self.device).eval()
             self._loaded = (model, tokenizer)
         return self._loaded
 

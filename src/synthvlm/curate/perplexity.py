@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from synthvlm.config import BUILTIN
+from synthvlm.errors import UserError, loading_model
 
 BUILTIN_LMS = ("tiny-lm",)
 """Locally built causal LMs, by the NAME of a `builtin:NAME` model string."""
@@ -28,7 +29,7 @@ def resolve_lm(model: str, *, models_dir: str | Path) -> str:
         return model
     name = model.removeprefix(BUILTIN)
     if name not in BUILTIN_LMS:
-        raise ValueError(
+        raise UserError(
             f"unknown builtin language model {model!r}; valid: {[BUILTIN + n for n in BUILTIN_LMS]}"
         )
     from synthvlm.models.tiny_lm import build_tiny_lm
@@ -63,13 +64,10 @@ class PerplexityScorer:
         if self._loaded is None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
-            model = (
-                AutoModelForCausalLM.from_pretrained(self.model, revision=self.revision)
-                .to(self.device)
-                .eval()
-            )
-            self._loaded = (model, tokenizer)
+            with loading_model(self.model):
+                tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
+                model = AutoModelForCausalLM.from_pretrained(self.model, revision=self.revision)
+            self._loaded = (model.to(self.device).eval(), tokenizer)
         return self._loaded
 
     def _ids(self, caption: str) -> list[int]:

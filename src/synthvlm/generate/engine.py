@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from synthvlm.config import BUILTIN, GenerateConfig
+from synthvlm.errors import UserError, loading_model
 from synthvlm.seeds import derive_seed
 
 _HASHED_SUFFIXES = (".safetensors", ".json", ".txt")
@@ -134,7 +135,7 @@ def optimize(pipe: Any, *, compile: bool | str = False, quantize: str | None = N
         try:
             from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
         except ImportError as e:
-            raise ValueError("generate.quantize: fp8 needs torchao: pip install 'synthvlm[fp8]'") from e
+            raise UserError("generate.quantize: fp8 needs torchao: pip install 'synthvlm[fp8]'") from e
         quantize_(unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
     if autotune:
         import torch._inductor.config as inductor
@@ -197,7 +198,7 @@ class ImageGenerator:
             key = name[len(BUILTIN) :]
             if key not in BUILDERS:
                 valid = sorted(BUILTIN + k for k in BUILDERS)
-                raise ValueError(f"unknown builtin model {name!r}; valid: {valid}")
+                raise UserError(f"unknown builtin model {name!r}; valid: {valid}")
             return BUILDERS[key](self.models_dir / key), True
         if Path(name).is_dir():
             return Path(name), True
@@ -224,10 +225,13 @@ class ImageGenerator:
 
             vae_source, vae_local = self._source(self.config.vae)
             vae_kwargs = {"local_files_only": True} if vae_local else {}
-            kwargs["vae"] = AutoencoderKL.from_pretrained(
-                vae_source, dtype=kwargs["dtype"], use_safetensors=True, **vae_kwargs
-            )
-        pipe = DiffusionPipeline.from_pretrained(source, **kwargs).to(self.device)
+            with loading_model(self.config.vae):
+                kwargs["vae"] = AutoencoderKL.from_pretrained(
+                    vae_source, dtype=kwargs["dtype"], use_safetensors=True, **vae_kwargs
+                )
+        with loading_model(name):
+            pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
+        pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         if self.device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = True  # what little runs in float32 (schedulers, upcasts)
@@ -244,12 +248,12 @@ class ImageGenerator:
         device = self.device
         if not device.startswith("cuda") or torch.cuda.get_device_capability(device) < (8, 9):
             what = torch.cuda.get_device_name(device) if device.startswith("cuda") else device
-            raise ValueError(
+            raise UserError(
                 f"generate.quantize: fp8 needs a CUDA GPU of compute capability 8.9 or newer "
                 f"(H100, L40S, RTX 4090); this worker runs on {what}"
             )
         if self.dtype_name != "bfloat16":
-            raise ValueError(f"generate.quantize: fp8 needs dtype bfloat16 (or auto), not {self.dtype_name}")
+            raise UserError(f"generate.quantize: fp8 needs dtype bfloat16 (or auto), not {self.dtype_name}")
 
     def _load(self) -> tuple[Any, Any]:
         """The (base, refiner-or-None) pipelines, loaded once per instance."""

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from synthvlm.errors import loading_model
+
 
 class ClipScorer:
     """Cosine similarity of CLIP image and caption embeddings; the model loads lazily on first use."""
@@ -45,9 +47,11 @@ class ClipScorer:
 
             dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
             # Safetensors when the repo has them; older CLIP repos only ship .bin (loaded weights-only).
-            model = CLIPModel.from_pretrained(self.model, revision=self.revision, dtype=dtype).to(self.device)
-            tokenizer = CLIPTokenizer.from_pretrained(self.model, revision=self.revision)
-            image_processor = CLIPImageProcessorPil.from_pretrained(self.model, revision=self.revision)
+            with loading_model(self.model):
+                model = CLIPModel.from_pretrained(self.model, revision=self.revision, dtype=dtype)
+                tokenizer = CLIPTokenizer.from_pretrained(self.model, revision=self.revision)
+                image_processor = CLIPImageProcessorPil.from_pretrained(self.model, revision=self.revision)
+            model = model.to(self.device)
             self._loaded = (model.eval(), tokenizer, image_processor)
         return self._loaded
 

@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, IterableDataset
 
+from synthvlm.errors import loading_model
 from synthvlm.train.data import DataSpec, Sample, SampleSource, open_training_data
 
 if TYPE_CHECKING:
@@ -106,14 +107,17 @@ def build_llava(
     from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
     _quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(language_model)
+    with loading_model(language_model):
+        tokenizer = AutoTokenizer.from_pretrained(language_model)
+        lm = AutoModelForCausalLM.from_pretrained(language_model, dtype=dtype)
+    with loading_model(vision_tower):
+        vision = CLIPVisionModel.from_pretrained(vision_tower, dtype=dtype)
+        image_processor = CLIPImageProcessorPil.from_pretrained(vision_tower)
     image_token = getattr(tokenizer, "image_token", None) or "<image>"
     if image_token not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [image_token]})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token  # what LLaVA does for Vicuna
-    vision = CLIPVisionModel.from_pretrained(vision_tower, dtype=dtype)
-    lm = AutoModelForCausalLM.from_pretrained(language_model, dtype=dtype)
     if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(len(tokenizer))
     image_token_id = tokenizer.convert_tokens_to_ids(image_token)
@@ -138,7 +142,6 @@ def build_llava(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.model.multi_modal_projector = LlavaMultiModalProjector(config)
-    image_processor = CLIPImageProcessorPil.from_pretrained(vision_tower)
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
