@@ -22,6 +22,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = cli("demo", "--out", str(out), "-q")
     assert result.returncode == 0, result.stderr
     assert f"export (llava): {out / 'export' / 'llava'}" in result.stdout
+    assert "torchvision" not in result.stderr  # the PIL processors are chosen, not a fallback to warn about
     return out
 
 
