@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -365,3 +366,23 @@ def main() -> None:
     except ShardFailedError as exc:
         err.print(f"failed: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
+    except OSError as exc:
+        # The filesystem refusing a path (a file where a folder goes, permissions, a full or read-only
+        # disk) is the user's to fix, and its message says all there is; anything else is a bug.
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"error: {exc.strerror}{where}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+}

@@ -79,6 +79,11 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     early = cli("generate", "--run", str(tmp_path / "r3"))
     assert early.returncode == 2 and "needs 'curate' first" in early.stderr
 
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    blocked = cli("demo", "--out", str(a_file), "-q")
+    assert (blocked.returncode, blocked.stderr) == (2, f"error: Not a directory: {a_file / 'run'}\n")
+
 
 def test_models_that_cannot_load_or_run_are_one_line_errors(tmp_path):
     captions = tmp_path / "c.jsonl"
