@@ -27,6 +27,25 @@ app = typer.Typer(
 err = Console(stderr=True)
 out = Console()
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from synthvlm import __version__
+
+        out.print(f"synthvlm {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options given before the command (the app's help text is Typer's `help` above)."""
+
+
 RunOpt = Annotated[
     str, typer.Option("--run", help="Run directory (created if needed): a path or an fsspec URL (s3://...).")
 ]

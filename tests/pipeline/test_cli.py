@@ -108,3 +108,10 @@ def test_models_that_cannot_load_or_run_are_one_line_errors(tmp_path):
         "error: generate.quantize: fp8 needs a CUDA GPU of compute capability 8.9 or newer (H100, L40S, "
         "RTX 4090); this worker runs on cpu\n"
     )
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"synthvlm {version('synthvlm')}\n")
