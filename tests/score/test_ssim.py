@@ -106,6 +106,15 @@ def test_paper_ssim_on_synthetic_image_matches_recipe():
     assert got[0] > got[1]  # the blocky image survives the round trip better than noise
 
 
+def test_paper_ssim_batch_on_threads_gives_the_same_values_in_order():
+    rng = np.random.default_rng(5)
+    images = [Image.fromarray(rng.integers(0, 256, (90 + 7 * i, 120, 3), dtype=np.uint8)) for i in range(7)]
+    serial = paper_ssim_batch(images, size=96, low=40)
+    assert np.array_equal(paper_ssim_batch(images, size=96, low=40, workers=3), serial)
+    assert np.array_equal(serial, [paper_ssim(im, size=96, low=40) for im in images])
+    assert len(set(serial.tolist())) == 7  # distinct values: an order mix-up would show
+
+
 @pytest.mark.skipif(not COCO.is_dir(), reason="shared/data/coco-mini is absent")
 def test_paper_ssim_matches_skimage_on_coco_photos():
     files = sorted(COCO.glob("*.jpg"))[:6]

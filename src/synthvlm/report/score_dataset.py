@@ -308,6 +308,7 @@ def score_pairs(
     pairs: Iterator[Pair], *, score: ScoreConfig, scorer: Any, on_rows: Callable[[int], None] = lambda n: None
 ) -> pa.Table:
     """Score pairs with the score stage's definitions; a table in `SCORED_PAIR` layout, in source order."""
+    import torch
     from PIL import Image
 
     from synthvlm.score.clip import clip_score
@@ -323,7 +324,9 @@ def score_pairs(
         images = [im for _, im, _ in batch]
         clip = clip_score(scorer.cosines(images, [r["caption"] for r, _, _ in batch]))
         todo = {digest: im for _, im, digest in batch if digest not in ssim_cache}
-        values = paper_ssim_batch(list(todo.values()), size=score.ssim_size, low=score.ssim_low)
+        values = paper_ssim_batch(
+            list(todo.values()), size=score.ssim_size, low=score.ssim_low, workers=torch.get_num_threads()
+        )
         ssim_cache.update(zip(todo, values.tolist(), strict=True))
         for (row, _, digest), c in zip(batch, clip, strict=True):
             s = ssim_cache[digest]

@@ -62,10 +62,13 @@ class ScoreStage(Stage):
         return [Task(phase, i) for i in range(count)]
 
     def run_task(self, task: Task) -> TaskStats:
+        import torch
+
         from synthvlm.score.clip import clip_score
         from synthvlm.score.ssim import paper_ssim_batch
 
         cfg = self.config.score
+        threads = torch.get_num_threads()
         candidates = fsio.read_table(self.run_dir / "generate" / "data" / f"part-{task.index:05d}.parquet")
         good = candidates.filter(pc.equal(candidates.column("status"), "ok"))
         tar = self.run_dir / "generate" / "images" / f"part-{task.index:05d}.tar"
@@ -82,7 +85,8 @@ class ScoreStage(Stage):
             images = [im for _, im in batch]
             cos = _scorer(self).cosines(images, [r["caption"] for r, _ in batch])
             clip = clip_score(cos)
-            ssim = paper_ssim_batch(images, size=cfg.ssim_size, low=cfg.ssim_low)
+            # The worker's CPU budget (torch's thread count: what Ray gives the actor) computes SSIM.
+            ssim = paper_ssim_batch(images, size=cfg.ssim_size, low=cfg.ssim_low, workers=threads)
             for (row, _), c, s in zip(batch, clip, ssim, strict=True):
                 rows.append(
                     {**row, "clip": float(c), "ssim": float(s), "weighted": float(c + cfg.ssim_weight * s)}
