@@ -207,7 +207,8 @@ class GenerateConfig(_Model):
     Each batch size compiles once: keep `images_per_shard` a multiple of `batch_size`."""
     quantize: Literal["fp8"] | None = None
     """"fp8": the UNet's linear layers in FP8 (e4m3) with per-row dynamic scales (torchao). Needs a CUDA GPU
-    of compute capability 8.9+ (H100, L40S, RTX 4090), bfloat16, and `pip install 'synthvlm[fp8]'`."""
+    of compute capability 8.9+ (H100, L40S, RTX 4090), bfloat16, and `pip install 'synthvlm[fp8]'`. Meant with
+    `compile`: torchao fuses the activation scaling into the matmuls only in compiled graphs."""
 
     @model_validator(mode="after")
     def _apply_preset(self) -> GenerateConfig:
