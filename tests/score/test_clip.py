@@ -52,6 +52,16 @@ def test_cosines_equal_manual_computation(tiny_clip, images):
     assert np.abs(ClipScorer(str(tiny_clip), batch_size=32).cosines(images, CAPTIONS) - got).max() < 1e-6
 
 
+def test_preprocessing_on_threads_gives_the_same_pixels_and_cosines(tiny_clip, images):
+    serial = ClipScorer(str(tiny_clip), batch_size=5)
+    threaded = ClipScorer(str(tiny_clip), batch_size=5, workers=3)
+    _, _, processor = serial._load()
+    # 7 images on 3 threads: chunks of 3, 3, 1
+    assert serial._pixel_values(processor, images).equal(threaded._pixel_values(processor, images))
+    # batches of 5 and 2: chunks of 2, 2, 1, then 1, 1
+    assert np.array_equal(threaded.cosines(images, CAPTIONS), serial.cosines(images, CAPTIONS))
+
+
 def test_non_rgb_images_are_converted_as_the_processor_converts_pil(tiny_clip, images):
     rgba = images[0].convert("RGBA")
     rgba.putalpha(Image.fromarray(np.tile(np.arange(44, dtype=np.uint8) * 5, (36, 1))))

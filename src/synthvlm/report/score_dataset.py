@@ -280,6 +280,7 @@ def iter_pairs(source: str | Path, *, fmt: str = "auto", images: str | Path | No
 
 def _clip_scorer(score: ScoreConfig, models_dir: Path) -> Any:
     """The score stage's CLIP scorer for this config (`builtin:` models are built into `models_dir`)."""
+    import torch
     import transformers
 
     from synthvlm.devices import resolve_device
@@ -301,6 +302,7 @@ def _clip_scorer(score: ScoreConfig, models_dir: Path) -> Any:
         device=resolve_device(score.device),
         prefix=score.prefix,
         batch_size=score.batch_size,
+        workers=torch.get_num_threads(),
     )
 
 

@@ -29,9 +29,11 @@ class ClipScorer:
         device: str = "cpu",
         prefix: str = "A photo depicts ",
         batch_size: int = 32,
+        workers: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.workers = workers  # preprocessing threads; per image, so pixels do not depend on it
         self.model = model
         self.revision = revision
         self.device = device
@@ -60,7 +62,6 @@ class ClipScorer:
         if len(images) != len(captions):
             raise ValueError(f"Got {len(images)} images but {len(captions)} captions; they must pair up.")
         import torch
-        from transformers.image_transforms import convert_to_rgb
 
         model, tokenizer, image_processor = self._load()
         out = np.empty(len(images), dtype=np.float64)
@@ -73,12 +74,7 @@ class ClipScorer:
                     truncation=True,
                     return_tensors="pt",
                 ).to(self.device)
-                # uint8 CHW tensors give the processor's exact PIL-path pixels, ~25% faster than PIL input.
-                chw = [
-                    torch.from_numpy(convert_to_rgb(im, return_numpy=True)).permute(2, 0, 1)
-                    for im in images[start:stop]
-                ]
-                pixels = image_processor(images=chw, return_tensors="pt")["pixel_values"]
+                pixels = self._pixel_values(image_processor, images[start:stop])
                 image_emb = model.get_image_features(
                     pixel_values=pixels.to(self.device, model.dtype)
                 ).pooler_output
@@ -87,6 +83,26 @@ class ClipScorer:
                 text_emb = torch.nn.functional.normalize(text_emb.double(), dim=-1)
                 out[start:stop] = (image_emb * text_emb).sum(dim=-1).cpu().numpy()
         return out
+
+    def _pixel_values(self, image_processor: Any, images: Sequence[Image.Image]) -> Any:
+        """The processor's pixel_values for `images`, in contiguous chunks on `workers` threads."""
+        import torch
+        from transformers.image_transforms import convert_to_rgb
+
+        def one_chunk(chunk: Sequence[Image.Image]) -> Any:
+            # uint8 CHW tensors give the processor's exact PIL-path pixels, ~25% faster than PIL input.
+            chw = [torch.from_numpy(convert_to_rgb(im, return_numpy=True)).permute(2, 0, 1) for im in chunk]
+            return image_processor(images=chw, return_tensors="pt")["pixel_values"]
+
+        workers = min(self.workers, len(images))
+        if workers <= 1:
+            return one_chunk(images)
+        from concurrent.futures import ThreadPoolExecutor
+
+        size = -(-len(images) // workers)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(one_chunk, [images[i : i + size] for i in range(0, len(images), size)]))
+        return torch.cat(parts)
 
 
 def clip_score(cosines: np.ndarray) -> np.ndarray:

@@ -21,7 +21,9 @@ _SCORERS: dict[str, Any] = {}
 
 
 def _scorer(stage: ScoreStage) -> Any:
-    """One CLIP model per worker process and config."""
+    """One CLIP model per worker process and config; it preprocesses on the worker's threads."""
+    import torch
+
     from synthvlm.score.clip import ClipScorer
 
     cfg = stage.config.score
@@ -39,6 +41,7 @@ def _scorer(stage: ScoreStage) -> Any:
             device=resolve_device(cfg.device),
             prefix=cfg.prefix,
             batch_size=cfg.batch_size,
+            workers=torch.get_num_threads(),
         )
     return _SCORERS[key]
 
