@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -97,28 +98,37 @@ class ScoreStage(Stage):
             report_rows(len(batch))
             batch.clear()
 
-        for row in good.select(
-            ["key", "caption_id", "candidate_index", "caption", "image_shard", "image_name"]
-        ).to_pylist():
+        def decode(row: dict[str, Any]) -> Image.Image | Exception:
             data = blobs.get(row["image_name"])
             try:
                 if data is None:
                     raise ValueError("image missing from its shard")
-                image = Image.open(io.BytesIO(data))
-                image = image.convert("RGB")
+                return Image.open(io.BytesIO(data)).convert("RGB")
             except (ValueError, OSError) as exc:
-                rejected.append(
-                    {
-                        "id": row["key"],
-                        "caption": row["caption"],
-                        "reason": "unreadable_image",
-                        "detail": str(exc).splitlines()[0],
-                    }
-                )
-                continue
-            batch.append((row, image))
-            if len(batch) == cfg.batch_size:
-                flush()
+                return exc
+
+        todo = good.select(
+            ["key", "caption_id", "candidate_index", "caption", "image_shard", "image_name"]
+        ).to_pylist()
+        # Images are decoded a batch-sized window at a time on the worker's threads and consumed in order,
+        # so batches hold the same images as a one-by-one decode would give them.
+        with ThreadPoolExecutor(threads) as pool:
+            for start in range(0, len(todo), cfg.batch_size):
+                window = todo[start : start + cfg.batch_size]
+                for row, image in zip(window, pool.map(decode, window), strict=True):
+                    if isinstance(image, Exception):
+                        rejected.append(
+                            {
+                                "id": row["key"],
+                                "caption": row["caption"],
+                                "reason": "unreadable_image",
+                                "detail": str(image).splitlines()[0],
+                            }
+                        )
+                        continue
+                    batch.append((row, image))
+                    if len(batch) == cfg.batch_size:
+                        flush()
         if batch:
             flush()
         fsio.write_table(self.data_path(task.index), pa.Table.from_pylist(rows, schema=schema.SCORE))
