@@ -94,15 +94,11 @@ class ClipScorer:
             chw = [torch.from_numpy(convert_to_rgb(im, return_numpy=True)).permute(2, 0, 1) for im in chunk]
             return image_processor(images=chw, return_tensors="pt")["pixel_values"]
 
-        workers = min(self.workers, len(images))
-        if workers <= 1:
-            return one_chunk(images)
-        from concurrent.futures import ThreadPoolExecutor
+        from synthvlm.parallel import map_in_threads
 
-        size = -(-len(images) // workers)
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(one_chunk, [images[i : i + size] for i in range(0, len(images), size)]))
-        return torch.cat(parts)
+        size = -(-len(images) // max(1, min(self.workers, len(images))))
+        chunks = [images[i : i + size] for i in range(0, len(images), size)]
+        return torch.cat(map_in_threads(one_chunk, chunks, self.workers))
 
 
 def clip_score(cosines: np.ndarray) -> np.ndarray:

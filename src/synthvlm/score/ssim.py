@@ -176,12 +176,9 @@ def paper_ssim_batch(
     Each image is computed alone (its own buffers), so the values do not depend on ``workers``; PIL's
     resizes and numpy's passes release the GIL, so threads scale (2.2x on 2 cores, 1024² COCO images).
     """
-    if workers <= 1 or len(images) <= 1:
-        return np.array([paper_ssim(im, size=size, low=low) for im in images], dtype=np.float64)
-    from concurrent.futures import ThreadPoolExecutor
+    from synthvlm.parallel import map_in_threads
 
-    with ThreadPoolExecutor(min(workers, len(images))) as pool:
-        values = list(pool.map(lambda im: paper_ssim(im, size=size, low=low), images))
+    values = map_in_threads(lambda im: paper_ssim(im, size=size, low=low), images, workers)
     return np.array(values, dtype=np.float64)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from synthvlm import fsio, schema
 from synthvlm.config import BUILTIN
 from synthvlm.devices import resolve_device
 from synthvlm.images import iter_tar
+from synthvlm.parallel import map_in_threads
 from synthvlm.progress import report_rows
 from synthvlm.stage import Stage, Task, TaskStats
 
@@ -112,23 +112,22 @@ class ScoreStage(Stage):
         ).to_pylist()
         # Images are decoded a batch-sized window at a time on the worker's threads and consumed in order,
         # so batches hold the same images as a one-by-one decode would give them.
-        with ThreadPoolExecutor(threads) as pool:
-            for start in range(0, len(todo), cfg.batch_size):
-                window = todo[start : start + cfg.batch_size]
-                for row, image in zip(window, pool.map(decode, window), strict=True):
-                    if isinstance(image, Exception):
-                        rejected.append(
-                            {
-                                "id": row["key"],
-                                "caption": row["caption"],
-                                "reason": "unreadable_image",
-                                "detail": str(image).splitlines()[0],
-                            }
-                        )
-                        continue
-                    batch.append((row, image))
-                    if len(batch) == cfg.batch_size:
-                        flush()
+        for start in range(0, len(todo), cfg.batch_size):
+            window = todo[start : start + cfg.batch_size]
+            for row, image in zip(window, map_in_threads(decode, window, threads), strict=True):
+                if isinstance(image, Exception):
+                    rejected.append(
+                        {
+                            "id": row["key"],
+                            "caption": row["caption"],
+                            "reason": "unreadable_image",
+                            "detail": str(image).splitlines()[0],
+                        }
+                    )
+                    continue
+                batch.append((row, image))
+                if len(batch) == cfg.batch_size:
+                    flush()
         if batch:
             flush()
         fsio.write_table(self.data_path(task.index), pa.Table.from_pylist(rows, schema=schema.SCORE))
