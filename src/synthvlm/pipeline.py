@@ -11,7 +11,7 @@ from synthvlm import fsio
 from synthvlm.config import RunConfig, dump_config, parse_config
 from synthvlm.errors import UserError
 from synthvlm.executors import make_executor
-from synthvlm.stage import check_fingerprint, funnel, reset_stages, run_stage
+from synthvlm.stage import check_fingerprint, funnel, is_complete, reset_stages, run_stage
 from synthvlm.stages import ORDER, STAGES
 
 CONFIG_FILE = "config.yaml"
@@ -49,11 +49,25 @@ def run(
     if unknown:
         raise UserError(f"unknown stage {unknown[0]!r}; valid: {', '.join(ORDER)}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if recompute_from:
-        reset_stages(run_dir, ORDER[ORDER.index(recompute_from) :])
-    for name in stages:  # refuse a changed config before the saved one is replaced
-        if (run_dir / name / "fingerprint.json").exists():
+    reset = ORDER[ORDER.index(recompute_from) :] if recompute_from else []
+    # Refuse before anything is deleted or the saved config replaced.
+    for name in stages:
+        for needed in STAGES[name].upstream:
+            if needed in stages:
+                continue
+            if needed in reset:
+                raise UserError(
+                    f"--from {recompute_from} would delete '{needed}', which '{name}' needs; use "
+                    f"--from {name}, or recompute the chain with "
+                    f"`synthvlm run RECIPE --run {run_dir} --from {recompute_from}`"
+                )
+            if not is_complete(run_dir, needed):
+                raise UserError(
+                    f"stage '{name}' needs '{needed}' first: run `synthvlm {needed} --run {run_dir}`"
+                )
+        if name not in reset and (run_dir / name / "fingerprint.json").exists():
             check_fingerprint(STAGES[name](run_dir, config), record=False)
+    reset_stages(run_dir, reset)
     save_run_config(run_dir, config)
     runner = make_executor(executor, config=config, progress=progress)
     results = {}

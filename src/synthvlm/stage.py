@@ -101,6 +101,11 @@ class Stage(ABC):
         """Where locally built models go: always a local folder, since loaders read local files."""
         return fsio.local_root(self.run_dir) / "models"
 
+    def external_outputs(self) -> list[fsio.RunPath]:
+        """Folders this stage writes outside its own directory (export's `out`); a fresh start replaces
+        them and a reset deletes them."""
+        return []
+
     def data_path(self, index: int, folder: str = "data") -> fsio.RunPath:
         return self.dir / folder / f"part-{index:05d}.parquet"
 
@@ -204,6 +209,11 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
             )
     check_fingerprint(stage)
     fsio.write_json(stage.dir / "phases.json", stage.phases())
+    external = stage.external_outputs()
+    fsio.write_json(stage.dir / EXTERNAL_OUTPUTS, [fsio.absolute(p) for p in external])
+    if not any((stage.dir / "done").glob("*.json")):  # a fresh start: nothing outside is ours to keep
+        for path in external:
+            fsio.remove_tree(path)
     fsio.remove_stale_temps(stage.dir)  # left by a killed worker; never part of any output
     if is_complete(stage.run_dir, stage.name):
         return funnel(stage.run_dir, stage.name)
@@ -229,9 +239,16 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
     return result
 
 
+EXTERNAL_OUTPUTS = "external-outputs.json"
+
+
 def reset_stages(run_dir: fsio.RunPath, names: Sequence[str]) -> None:
-    """Delete the outputs of these stages so they recompute."""
+    """Delete the outputs of these stages so they recompute, including those outside the run."""
     for name in names:
+        listing = run_dir / name / EXTERNAL_OUTPUTS
+        if listing.exists():
+            for url in fsio.read_json(listing):
+                fsio.remove_tree(fsio.run_path(url))
         fsio.remove_tree(run_dir / name)
 
 

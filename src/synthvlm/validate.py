@@ -29,30 +29,53 @@ def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
     problems: list[str] = []
     try:
         entries = json.loads((folder / LLAVA_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return 0, [f"{LLAVA_JSON}: cannot read ({exc})"]
+    if not isinstance(entries, list):
+        return 0, [f"{LLAVA_JSON}: holds a JSON {type(entries).__name__}, not a list of records"]
+    seen: set[str] = set()
     for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.append(f"{LLAVA_JSON}[{i}]: a JSON {type(entry).__name__}, not a record")
+            continue
         where = f"{LLAVA_JSON}[{i}] id={entry.get('id')!r}"
-        turns = entry.get("conversations") or []
-        if (
-            len(turns) != 2
-            or turns[0].get("from") != "human"
-            or "<image>" not in turns[0].get("value", "")
-            or turns[1].get("from") != "gpt"
-            or not turns[1].get("value")
-        ):
+        if str(entry.get("id")) in seen:
+            problems.append(f"{where}: duplicate id")
+        seen.add(str(entry.get("id")))
+        if not _is_llava_conversation(entry.get("conversations")):
             problems.append(f"{where}: conversations are not a human <image> turn then a gpt caption")
-        image = folder / "images" / str(entry.get("image", ""))
-        if not image.is_file():
+        image = folder / "images" / str(entry.get("image") or "")
+        if not entry.get("image"):
+            problems.append(f"{where}: no image field")
+        elif not image.is_file():
             problems.append(f"{where}: image {image.name} does not exist")
         elif (err := _decode(image.read_bytes())) is not None:
             problems.append(f"{where}: image {image.name} does not decode ({err})")
+    referenced = {str(e.get("image", "")) for e in entries if isinstance(e, dict)}
+    extra = sorted(p.name for p in (folder / "images").glob("*") if p.name not in referenced)
+    if extra:
+        shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+        problems.append(f"images/: {len(extra)} image(s) no record points to ({shown})")
     return len(entries), problems
+
+
+def _is_llava_conversation(turns: object) -> bool:
+    """A human turn holding <image>, then a non-empty gpt turn."""
+    return (
+        isinstance(turns, list)
+        and len(turns) == 2
+        and all(isinstance(t, dict) for t in turns)
+        and turns[0].get("from") == "human"
+        and "<image>" in str(turns[0].get("value", ""))
+        and turns[1].get("from") == "gpt"
+        and bool(turns[1].get("value"))
+    )
 
 
 def _webdataset(folder: fsio.RunPath) -> tuple[int, list[str]]:
     problems: list[str] = []
     count = 0
+    seen: set[str] = set()
     for shard in sorted(folder.glob("*.tar")):
         samples: dict[str, dict[str, bytes]] = defaultdict(dict)
         try:
@@ -67,6 +90,9 @@ def _webdataset(folder: fsio.RunPath) -> tuple[int, list[str]]:
             continue
         for key, parts in samples.items():
             count += 1
+            if key in seen:
+                problems.append(f"{shard.name}/{key}: duplicate key")
+            seen.add(key)
             if set(parts) != {"jpg", "txt", "json"}:
                 problems.append(f"{shard.name}/{key}: has {sorted(parts)}, expected jpg, txt, json")
             elif (err := _decode(parts["jpg"])) is not None:
@@ -77,6 +103,7 @@ def _webdataset(folder: fsio.RunPath) -> tuple[int, list[str]]:
 def _parquet(folder: fsio.RunPath) -> tuple[int, list[str]]:
     problems: list[str] = []
     count = 0
+    seen: set[str] = set()
     for part in sorted(folder.glob("*.parquet")):
         try:
             table = fsio.read_table(part, columns=["key", "image"])
@@ -85,6 +112,9 @@ def _parquet(folder: fsio.RunPath) -> tuple[int, list[str]]:
             continue
         for row in table.to_pylist():
             count += 1
+            if row["key"] in seen:
+                problems.append(f"{part.name}/{row['key']}: duplicate key")
+            seen.add(row["key"])
             data = (row["image"] or {}).get("bytes")
             if not data:
                 problems.append(f"{part.name}/{row['key']}: no image bytes")
@@ -107,6 +137,8 @@ def validate_export(folder: str | fsio.RunPath) -> list[str]:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return [f"{folder}: no readable {MANIFEST}; is this a synthvlm export folder?"]
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("records"), int):
+        return [f'{folder / MANIFEST}: not a synthvlm manifest (expected {{"format": ..., "records": N}})']
     fmt = manifest.get("format")
     if fmt not in CHECKS:
         return [f"{folder / MANIFEST}: unknown format {fmt!r}; valid: {sorted(CHECKS)}"]

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-IGNORED = {"fingerprint.json", "config.yaml", "complete.json"}  # hold paths and timings
+IGNORED = {"fingerprint.json", "config.yaml", "complete.json", "external-outputs.json"}  # paths, timings
 
 
 def tree_digest(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:

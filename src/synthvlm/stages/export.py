@@ -78,6 +78,11 @@ class ExportStage(Stage):
     def settings(self) -> dict[str, Any]:
         return {**self.config.export.model_dump(), "out": fsio.absolute(self.out)}
 
+    def external_outputs(self) -> list[fsio.RunPath]:
+        if self.config.export.out is None:
+            return []  # RUN/export is the stage's own directory
+        return [self.out / fmt for fmt in self.config.export.formats]
+
     def phases(self) -> list[str]:
         return [*self.config.export.formats, "finalize"]
 
