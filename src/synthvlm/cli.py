@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthvlm import fsio, pipeline
-from synthvlm.config import RunConfig, load_config
+from synthvlm.config import RunConfig, load_config, parse_config
 from synthvlm.errors import ShardFailedError, UserError
 
 app = typer.Typer(
@@ -160,7 +160,7 @@ def generate(
         data["generate"] = {k: v for k, v in data["generate"].items() if k not in _PRESET_KEYS} | {
             "preset": preset
         }
-        config = RunConfig.model_validate(data)
+        config = parse_config(data, origin="command line")
     config = config.updated(
         "generate", candidates_per_caption=candidates, batch_size=batch_size, device=device
     )
@@ -198,7 +198,7 @@ def select(
     if top_k is not None or fraction is not None or threshold is not None:
         data = config.model_dump()
         data["select"].update(top_k=top_k, fraction=fraction, threshold=threshold)
-        config = RunConfig.model_validate(data)
+        config = parse_config(data, origin="command line")
     _run_stages(run, config, ["select"], recompute, "local", quiet)
 
 
@@ -328,7 +328,10 @@ def plan(
     if captions is None:
         if run is None:
             raise UserError("pass --captions N, or --run RUN to use a run's curated caption count")
-        captions = pipeline.status(run)["stages"].get("curate", {}).get("kept", 0)
+        curate = pipeline.status(run)["stages"].get("curate")
+        if curate is None or not curate["complete"]:
+            raise UserError(f"{run} has no finished curate stage to count captions from; pass --captions N")
+        captions = curate["kept"]
     if seconds_per_image is not None:
         gen = config.generate
         measured = Measured(seconds_per_image, gen.steps, gen.width * gen.height, "given on the command line")

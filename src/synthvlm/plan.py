@@ -122,6 +122,8 @@ def project(
     """Scale the measured cost linearly in steps and pixels to the configured job and split it over GPUs."""
     if gpus < 1 or captions < 0:
         raise UserError("--gpus must be at least 1 and the caption count non-negative")
+    if measured.seconds_per_image <= 0:
+        raise UserError(f"the per-image cost must be positive, got {measured.seconds_per_image} s")
     gen = config.generate
     if measured.model is not None and measured.model != gen.model:
         raise UserError(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from tests.pipeline.helpers import cli
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_flickr8k_ingest_curate_status_accounts_for_every_caption(tmp_path, shared_data):
@@ -115,3 +118,47 @@ def test_version():
 
     result = cli("--version")
     assert (result.returncode, result.stdout) == (0, f"synthvlm {version('synthvlm')}\n")
+
+
+def test_invalid_option_values_are_one_line_errors(tmp_path):
+    captions = tmp_path / "c.jsonl"
+    captions.write_text('{"caption": "a red bus parked on a quiet street"}\n')
+    run = str(tmp_path / "r")
+    cases = {
+        ("ingest", str(captions), "--run", run, "--shard-rows", "0"): "ingest.shard_rows: Input should be "
+        "greater than 0",
+    }
+    for args, message in cases.items():
+        result = cli(*args)
+        assert (result.returncode, result.stderr) == (2, f"error: command line: invalid config: {message}\n")
+    assert not (tmp_path / "r").exists()  # refused before the run directory was made
+
+    assert cli("ingest", str(captions), "--run", run, "-q").returncode == 0
+    cases = {
+        (
+            "generate",
+            "--run",
+            run,
+            "--batch-size",
+            "0",
+        ): "generate.batch_size: Input should be greater than 0",
+        ("select", "--run", run, "--top-k", "5", "--fraction", "0.5"): "select: Value error, select takes "
+        "one of top_k, fraction, threshold; got ['top_k', 'fraction']",
+        ("export", "--run", run, "--format", "bogus"): "export.formats.0: Input should be 'llava', "
+        "'webdataset' or 'parquet'",
+    }
+    for args, message in cases.items():
+        result = cli(*args)
+        assert (result.returncode, result.stderr) == (2, f"error: command line: invalid config: {message}\n")
+
+    recipe = str(REPO / "configs" / "demo.yaml")
+    no_curate = cli("plan", recipe, "--gpus", "1", "--run", run)
+    assert (no_curate.returncode, no_curate.stderr) == (
+        2,
+        f"error: {run} has no finished curate stage to count captions from; pass --captions N\n",
+    )
+    negative = cli("plan", recipe, "--gpus", "1", "--captions", "5", "--seconds-per-image", "-1")
+    assert (negative.returncode, negative.stderr) == (
+        2,
+        "error: the per-image cost must be positive, got -1.0 s\n",
+    )
