@@ -346,6 +346,10 @@ def test_coco_unreadable(tmp_path: Path) -> None:
         json.dumps(coco_doc())[:50]: "not valid JSON (Unterminated string starting at, line 1 column 49); "
         + expected,
         "[1]": f"the JSON document is a list; {expected}",
+        json.dumps({"images": [{"id": [1], "file_name": "a.jpg"}], "annotations": []}): "images entry 1 has "
+        "an id of type list; expected an integer or string",
+        '{"a":' * 100_000 + "1" + "}" * 100_000: "JSON nested deeper than the parser's recursion limit; "
+        + expected,
     }
     for number, (text, message) in enumerate(cases.items()):
         path = write(tmp_path, f"c{number}.json", text)
@@ -499,6 +503,51 @@ def test_csv_unreadable(tmp_path: Path) -> None:
     with pytest.raises(UnreadableFileError) as info:
         read(str(path))
     assert str(info.value) == f"{path}: file is empty; expected a header row with a caption column"
+
+
+def test_csv_stray_quote_costs_one_line(tmp_path: Path) -> None:
+    never_closed = write(tmp_path, "a.csv", 'id,caption\n1,"a dog\n2,a cat\n3,a bird\n')
+    p = str(never_closed)
+    assert list(read(p)) == [
+        BadRecord(
+            p,
+            1,
+            "bad_csv",
+            "row cannot be parsed (a quoted field is never closed); skipped its line",
+            '1,"a dog',
+        ),
+        Record("a cat", p, 2, "2", None),
+        Record("a bird", p, 3, "3", None),
+    ]
+    closed_later = write(
+        tmp_path, "b.tsv", 'id\tcaption\n1\t"ok\nmulti"\n2\t"stray\n3\tfine\n4\tx"\ty\n5\tz\n'
+    )
+    p = str(closed_later)
+    assert list(read(p)) == [
+        Record("ok multi", p, 1, "1", None),
+        BadRecord(
+            p,
+            2,
+            "bad_csv",
+            "row has 3 fields across 3 lines, the header has 2; skipped its first line",
+            '2\t"stray',
+        ),
+        Record("fine", p, 3, "3", None),
+        BadRecord(p, 4, "bad_csv", "row has 3 fields, the header has 2", '4\tx"\ty'),
+        Record("z", p, 5, "5", None),
+    ]
+
+
+def test_json_nested_too_deep_is_a_bad_record(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = write(tmp_path, "deep.jsonl", f'{{"caption": "a cat"}}\n{deep}\n{{"caption": "a dog"}}\n')
+    assert outcome(lines) == [(1, "ok"), (2, "bad_json"), (3, "ok")]
+    assert bads(lines)[0].detail == "JSON nested deeper than the parser's recursion limit"
+    listed = write(tmp_path, "deep.json", f'[{{"caption": "a cat"}}, {deep}, {{"caption": "a dog"}}]')
+    assert outcome(listed) == [(1, "ok"), (2, "bad_json")]
+    assert bads(listed)[0].detail == (
+        "element 2: JSON nested deeper than the parser's recursion limit; the rest of the file was not read"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ parquet

@@ -22,6 +22,11 @@ Decisions worth knowing:
   Flickr8k.token.txt has a few such lines) then the caption; `<name>#<n>` without a caption is
   `missing_field`, anything else that does not look like that is `bad_record`.
 - TSV uses the csv module's `excel-tab` dialect (double quotes quote fields, as pandas writes them).
+- A csv/tsv row that cannot be parsed, whose quote never closes, or that spans several lines and has the
+  wrong number of fields (a stray quote joined them) costs only its first line: that line is `bad_csv` and
+  reading resumes on the next line, so one stray quote never swallows the rest of the file.
+- JSON nested deeper than the parser's recursion limit is `bad_json` (jsonl: that line; a JSON list: that
+  element, and the rest of the file is not read).
 - A UTF-8 byte-order mark is dropped; CRLF line endings are ordinary line endings.
 """
 
@@ -33,6 +38,7 @@ import glob
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
@@ -64,6 +70,7 @@ _FLICKR_DETECT = re.compile(r"[^\s#]+\.(?:jpe?g|png|gif|bmp|webp|tiff?)[^\s#]*#\
 _PEEK_BYTES = 65536
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _MISSING = object()
+_TOO_DEEP = "JSON nested deeper than the parser's recursion limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +214,8 @@ def _read_json_text(path: str) -> str:
 def _not_json_error(path: str, text: str, expected: str) -> UnreadableFileError:
     try:
         value = json.loads(text)
+    except RecursionError:
+        return UnreadableFileError(f"{path}: {_TOO_DEEP}; expected {expected}")
     except json.JSONDecodeError as exc:
         return UnreadableFileError(
             f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); expected {expected}"
@@ -233,6 +242,11 @@ def _json_list_items(path: str, text: str) -> Iterator[tuple[int, Any] | BadReco
         index = count + 1
         try:
             obj, pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            yield _bad(
+                path, index, "bad_json", f"element {index}: {_TOO_DEEP}; the rest of the file was not read"
+            )
+            return
         except json.JSONDecodeError as exc:
             if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
                 detail = f"file ends inside element {index}, after {count} complete elements"
@@ -326,7 +340,7 @@ def _read_coco(path: str, *, max_caption_chars: int) -> Iterator[Record | BadRec
     expected = 'a COCO captions object with "images" and "annotations" lists'
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise _not_json_error(path, text, expected) from None
     if not isinstance(doc, dict):
         raise UnreadableFileError(f"{path}: the JSON document is a {type(doc).__name__}; expected {expected}")
@@ -337,6 +351,11 @@ def _read_coco(path: str, *, max_caption_chars: int) -> Iterator[Record | BadRec
     for number, image in enumerate(doc["images"], 1):
         if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
             raise UnreadableFileError(f'{path}: images entry {number} has no "id" and "file_name"')
+        if not isinstance(image["id"], int | str) or isinstance(image["id"], bool):
+            kind = type(image["id"]).__name__
+            raise UnreadableFileError(
+                f"{path}: images entry {number} has an id of type {kind}; expected an integer or string"
+            )
         files[image["id"]] = image["file_name"]
     return _coco_records(path, doc["annotations"], files, max_caption_chars)
 
@@ -399,6 +418,9 @@ def _jsonl_records(f: BinaryIO, path: str, limit: int) -> Iterator[Record | BadR
             detail = "empty line" if not line.strip() else f"invalid JSON ({exc.msg}, column {exc.colno})"
             yield _bad(path, index, "bad_json", detail, line)
             continue
+        except RecursionError:
+            yield _bad(path, index, "bad_json", _TOO_DEEP, line)
+            continue
         yield _from_object(path, index, obj, limit)
 
 
@@ -439,11 +461,56 @@ def _column(names: Sequence[str], keys: Sequence[str]) -> str | None:
     return next((key for key in keys if key in names), None)
 
 
+class _Lines:
+    """The physical lines a csv.reader consumes, kept for the row being parsed, so a row that cannot be
+    parsed costs one line: its first line is rejected and the parser restarts on the next."""
+
+    def __init__(self, source: TextIO) -> None:
+        self.source = source
+        self.replay: deque[str] = deque()
+        self.taken: list[str] = []
+        self.at_end = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.replay:
+            line = self.replay.popleft()
+        else:
+            line = next(self.source, None)
+            if line is None:
+                self.at_end = True
+                raise StopIteration
+        self.taken.append(line)
+        return line
+
+    def start_row(self) -> None:
+        self.taken = []
+
+    def reject_row(self) -> str:
+        """Give up on the row being parsed: return its first line and re-read the lines after it."""
+        first, *rest = self.taken
+        self.replay.extendleft(reversed(rest))
+        self.taken = []
+        return first.rstrip("\r\n")
+
+
+def _unclosed_quote(lines: list[str], dialect: str) -> bool:
+    """True when these lines end inside a quoted field (the lenient reader would take them as one row)."""
+    try:
+        for _ in csv.reader(lines, dialect, strict=True):
+            pass
+    except csv.Error as exc:
+        return "end of data" in str(exc)  # the strict reader's words for input ending inside quotes
+    return False
+
+
 def _read_delimited(path: str, *, max_caption_chars: int, dialect: str) -> Iterator[Record | BadRecord]:
     f = _open_text(path)
-    reader = csv.reader(f, dialect)
+    lines = _Lines(f)
     try:
-        header = next(reader)
+        header = next(csv.reader(lines, dialect))
     except StopIteration:
         f.close()
         raise UnreadableFileError(
@@ -457,32 +524,47 @@ def _read_delimited(path: str, *, max_caption_chars: int, dialect: str) -> Itera
         f.close()
         shown = ", ".join(header)[:200]
         raise UnreadableFileError(f"{path}: no caption or text column in the header (columns: {shown})")
-    return _delimited_records(f, reader, header, caption_col, path, max_caption_chars)
+    return _delimited_records(f, lines, dialect, header, caption_col, path, max_caption_chars)
 
 
 def _delimited_records(
-    f: TextIO, reader: Any, header: list[str], caption_col: str, path: str, limit: int
+    f: TextIO, lines: _Lines, dialect: str, header: list[str], caption_col: str, path: str, limit: int
 ) -> Iterator[Record | BadRecord]:
     width = len(header)
     caption_at = header.index(caption_col)
     id_at = header.index("id") if "id" in header else None
     image_col = _column(header, _IMAGE_KEYS)
     image_at = header.index(image_col) if image_col is not None else None
+    reader = csv.reader(lines, dialect)
     with f:
         index = 0
         while True:
             index += 1
+            lines.start_row()
             try:
                 row = next(reader)
+                if lines.at_end and len(lines.taken) > 1 and _unclosed_quote(lines.taken, dialect):
+                    raise csv.Error("a quoted field is never closed")
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield _bad(path, index, "bad_csv", f"row cannot be parsed ({exc})")
+                line = lines.reject_row()
+                yield _bad(path, index, "bad_csv", f"row cannot be parsed ({exc}); skipped its line", line)
+                reader = csv.reader(lines, dialect)  # a fresh parser state from the next line
                 continue
             if not row:
                 yield _bad(path, index, "empty_caption", "blank row", "")
                 continue
             if len(row) != width:
+                if len(lines.taken) > 1:  # a stray quote joined lines: reject the first, re-read the rest
+                    detail = (
+                        f"row has {len(row)} fields across {len(lines.taken)} lines, the header has {width}; "
+                        "skipped its first line"
+                    )
+                    line = lines.reject_row()
+                    reader = csv.reader(lines, dialect)
+                    yield _bad(path, index, "bad_csv", detail, line)
+                    continue
                 detail = f"row has {len(row)} fields, the header has {width}"
                 yield _bad(path, index, "bad_csv", detail, "\t".join(row))
                 continue
@@ -581,7 +663,7 @@ def _detect_json(head: str) -> str:
     pos = _JSON_WS.match(head, start + 1).end()
     try:
         first, _ = json.JSONDecoder().raw_decode(head, pos)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         # First element larger than the peek (or damaged): fall back to spotting the key.
         return "llava" if '"conversations"' in head else "json"
     return "llava" if isinstance(first, dict) and "conversations" in first else "json"
