@@ -107,3 +107,14 @@ def test_changed_config_is_refused_then_recomputed_with_from(tmp_path, pool):
     assert done.returncode == 0, done.stderr
     status = json.loads(cli("status", str(run), "--json").stdout)["stages"]
     assert set(status["curate"]["dropped"]) == {"duplicate_text"}
+
+
+def test_input_edited_in_place_is_noticed(tmp_path):
+    captions = tmp_path / "c.jsonl"
+    captions.write_text('{"caption": "a red bus"}\n')
+    run = str(tmp_path / "run")
+    assert cli("ingest", str(captions), "--run", run, "-q").returncode == 0
+    captions.write_text('{"caption": "a tan bus"}\n')  # same size, new content
+    refused = cli("ingest", str(captions), "--run", run, "-q")
+    assert refused.returncode == 2
+    assert "stage 'ingest'" in refused.stderr and "(changed: settings.files)" in refused.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +34,8 @@ class IngestStage(Stage):
             raise UserError(str(exc)) from None
 
     def settings(self) -> dict[str, Any]:
-        files = [{"path": p, "bytes": os.path.getsize(p)} for p in self._inputs()]
+        # A content digest, so an input edited in place (same size or not) is noticed on resume.
+        files = [{"path": p, "bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in self._inputs()]
         return {**self.config.ingest.model_dump(exclude={"inputs"}), "files": files}
 
     def phases(self) -> list[str]:
@@ -117,3 +119,8 @@ class IngestStage(Stage):
         return task, TaskStats(
             len(chunk), len(rows), dict(dropped), {"duplicate_ids": ids.duplicates - before}
         )
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
