@@ -162,3 +162,22 @@ def test_invalid_option_values_are_one_line_errors(tmp_path):
         2,
         "error: the per-image cost must be positive, got -1.0 s\n",
     )
+
+
+def test_skipped_files_keep_why_in_the_rejected_table(tmp_path):
+    import pyarrow.parquet as pq
+
+    odd = tmp_path / "captions.yaml"
+    odd.write_text("- a cat\n")
+    good = tmp_path / "c.jsonl"
+    good.write_text('{"caption": "a red bus"}\n')
+    run = tmp_path / "r"
+    result = cli("ingest", str(odd), str(good), "--run", str(run), "--skip-bad-files", "-q")
+    assert result.returncode == 0, result.stderr
+    rejected = pq.read_table(run / "ingest" / "rejected").to_pylist()
+    assert [(r["reason"], r["detail"]) for r in rejected] == [
+        (
+            "unreadable_file",
+            f"{odd}: unknown file extension '.yaml'; known: .csv, .json, .jsonl, .ndjson, .parquet, .tsv, .txt",
+        )
+    ]

@@ -141,28 +141,29 @@ def _judge(
     path: str, index: int, caption: Any, raw_id: Any, raw_image: Any, limit: int
 ) -> Record | BadRecord:
     """Check the id, image reference and caption of one structured record (`_MISSING` = no caption field)."""
+    text = caption if isinstance(caption, str) else None  # kept with a rejected id or image reference
     if raw_id is None or raw_id == "":
         source_id = None
     elif isinstance(raw_id, str):
         if not raw_id.isascii() and _SURROGATE.search(raw_id):
-            return _bad(path, index, "bad_utf8", "id has bytes that are not valid UTF-8", None, raw_id)
+            return _bad(path, index, "bad_utf8", "id has bytes that are not valid UTF-8", text, raw_id)
         source_id = raw_id
     elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
         source_id = str(raw_id)
     else:
         detail = f"id is a {type(raw_id).__name__} ({_short(raw_id)}), not a string or integer"
-        return _bad(path, index, "bad_record", detail)
+        return _bad(path, index, "bad_record", detail, text)
     if raw_image is None or raw_image == "":
         image_ref = None
     elif isinstance(raw_image, str):
         if not raw_image.isascii() and _SURROGATE.search(raw_image):
             return _bad(
-                path, index, "bad_utf8", "image reference has bytes that are not valid UTF-8", None, source_id
+                path, index, "bad_utf8", "image reference has bytes that are not valid UTF-8", text, source_id
             )
         image_ref = raw_image
     else:
         detail = f"image reference is a {type(raw_image).__name__} ({_short(raw_image)}), not a string"
-        return _bad(path, index, "bad_record", detail, None, source_id)
+        return _bad(path, index, "bad_record", detail, text, source_id)
     if caption is _MISSING:
         return _bad(path, index, "missing_field", "record has no caption or text field", None, source_id)
     if caption is None:

@@ -44,22 +44,21 @@ class IngestStage(Stage):
     def _stream(self) -> Iterator[Record | BadRecord]:
         cfg = self.config.ingest
         files = self._inputs()
-        formats: dict[str, str] = {}
+        formats: dict[str, str | UnreadableFileError] = {}
         for path in files:  # fail before writing anything when a file's format is unknown
             try:
                 formats[path] = detect_format(path) if cfg.format == "auto" else cfg.format
             except UnreadableFileError as exc:
                 if not cfg.skip_bad_files:
                     raise UserError(str(exc)) from None
-                formats[path] = ""
+                formats[path] = exc
         for path in files:
-            if not formats[path]:
-                yield BadRecord(
-                    source_file=path, source_index=0, reason="unreadable_file", detail="unknown format"
-                )
+            fmt = formats[path]
+            if isinstance(fmt, UnreadableFileError):
+                yield BadRecord(source_file=path, source_index=0, reason="unreadable_file", detail=str(fmt))
                 continue
             try:
-                yield from read(path, fmt=formats[path], max_caption_chars=cfg.max_caption_chars)
+                yield from read(path, fmt=fmt, max_caption_chars=cfg.max_caption_chars)
             except UnreadableFileError as exc:
                 if not cfg.skip_bad_files:
                     raise UserError(str(exc)) from None
