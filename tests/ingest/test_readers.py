@@ -209,7 +209,7 @@ def test_jsonl_every_case(tmp_path: Path) -> None:
         p, 11, "bad_utf8", "caption has bytes that are not valid UTF-8 (at character 0)", "\ufffdx"
     )
     assert items[13] == BadRecord(p, 14, "bad_record", "id is a float (1.5), not a string or integer", "a")
-    assert items[14] == BadRecord(p, 15, "bad_record", "image reference is a int (3), not a string")
+    assert items[14] == BadRecord(p, 15, "bad_record", "image reference is a int (3), not a string", "a")
     assert len(items) == len(lines)
 
 
