@@ -32,3 +32,17 @@ def test_unrunnable_values_are_refused(data, message):
 def test_resolution_multiple_of_8_is_accepted():
     config = parse_config({"generate": {"preset": "tiny", "width": 72, "height": 1024}}, origin="r")
     assert (config.generate.width, config.generate.height) == (72, 1024)
+
+
+def test_every_field_is_documented():
+    from synthvlm.config import RunConfig
+
+    schema = RunConfig.model_json_schema()
+    undocumented = [
+        f"{model}.{name}"
+        for model, spec in [*schema["$defs"].items(), ("RunConfig", schema)]
+        for name, prop in spec.get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    assert undocumented == []
+    assert len(schema["$defs"]) == 14

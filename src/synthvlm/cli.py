@@ -145,7 +145,9 @@ def generate(
         str | None, typer.Option("--preset", help="sdxl, sdxl-base, sd3-medium, tiny, tiny-refiner.")
     ] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="Images per caption.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Images per pipeline call (a ceiling).")
+    ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
@@ -173,7 +175,7 @@ def score(
     clip_model: Annotated[
         str | None, typer.Option("--clip-model", help="CLIP hub id or local directory.")
     ] = None,
-    device: Annotated[str | None, typer.Option("--device")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -187,9 +189,13 @@ def score(
 @app.command()
 def select(
     run: RunOpt,
-    top_k: Annotated[int | None, typer.Option("--top-k")] = None,
-    fraction: Annotated[float | None, typer.Option("--fraction")] = None,
-    threshold: Annotated[float | None, typer.Option("--threshold")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Keep the K best.")] = None,
+    fraction: Annotated[
+        float | None, typer.Option("--fraction", help="Keep this fraction of the ranked rows.")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Keep rows scoring at least this.")
+    ] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -319,7 +325,7 @@ def plan(
         float | None,
         typer.Option("--seconds-per-image", help="Measured cost at the recipe's steps and size."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
 ) -> None:
     """Project GPU-hours and wall time of the recipe's generate job from a measured per-image cost."""
     from synthvlm.plan import Measured, anchor, measured_from_run, project

@@ -15,110 +15,171 @@ BUILTIN = "builtin:"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings become field descriptions (RunConfig.model_json_schema() carries them).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class IngestConfig(_Model):
     """How caption files are read into the pool."""
 
     inputs: list[str] = Field(default_factory=list)
+    """Caption files or globs; relative paths in a recipe are relative to the recipe file."""
     format: str = "auto"
+    """auto (by extension and first bytes) or one of json, jsonl, parquet, csv, tsv, txt, coco, flickr8k,
+    llava for every input."""
     max_caption_chars: int = Field(2000, gt=0)
+    """Longer captions (after whitespace collapsing) are rejected as `too_long`."""
     shard_rows: int = Field(10_000, gt=0)
+    """Input records per pool shard (the unit of resume and of parallel curation)."""
     skip_bad_files: bool = False
+    """Record a file that cannot be read as one `unreadable_file` rejected row instead of stopping."""
 
 
 class FilterSpec(_Model):
     """One curation filter: a registered name plus its parameters."""
 
     name: str
+    """A registered filter (docs/curation.md lists them)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """The filter's keyword arguments, e.g. {min_ratio: 0.25}."""
 
 
 class PerplexityConfig(_Model):
     """Drop captions a causal LM finds too unlikely (hub id or local path; `builtin:tiny-lm` in tests)."""
 
     backend: Literal["transformers", "kenlm"] = "transformers"
+    """transformers: a causal LM's token perplexity. kenlm: Data-Juicer's KenLM + SentencePiece perplexity
+    (the paper's; `pip install 'synthvlm[kenlm]'`)."""
     model: str
+    """transformers: hub id or folder. kenlm: path of the .arpa/.bin model."""
     tokenizer: str | None = None
+    """kenlm only (required there): path of the SentencePiece .model file."""
     revision: str | None = None
+    """transformers only: hub revision (branch, tag or commit) to pin."""
     max_perplexity: float = Field(gt=0)
+    """Captions above this perplexity are dropped (the paper keeps <= 5500 with KenLM)."""
     batch_size: int = Field(32, gt=0)
+    """Captions per forward pass (transformers)."""
     max_tokens: int = Field(128, gt=1)
+    """Captions are cut to this many tokens before scoring (transformers)."""
     device: str = "auto"
+    """auto (a CUDA GPU when present, else the CPU), cpu, cuda, cuda:1, ..."""
 
 
 class AlignmentConfig(_Model):
     """Original-pair alignment: CLIP cosine and BLIP image-text matching against the source image."""
 
     clip_model: str | None = "openai/clip-vit-base-patch32"
+    """CLIP hub id or folder; null skips the CLIP check."""
     min_clip: float = 0.28
+    """Minimum raw cosine between the caption and its original image."""
     itm_model: str | None = "Salesforce/blip-itm-base-coco"
+    """BLIP image-text-matching hub id or folder; null skips the ITM check."""
     min_itm: float = Field(0.8, ge=0, le=1)
+    """Minimum BLIP ITM match probability."""
     image_root: str | None = None
+    """Folder that relative image references of the captions are resolved against."""
     batch_size: int = Field(16, gt=0)
+    """Pairs per forward pass."""
     device: str = "auto"
+    """auto, cpu, cuda, cuda:1, ..."""
 
 
 class NearDupConfig(_Model):
     """MinHash LSH near-duplicate removal over normalised text; the first caption of a cluster stays."""
 
     shingle: Literal["word", "char"] = "word"
+    """Shingles of words or of characters."""
     shingle_size: int = Field(3, gt=0)
+    """Words (or characters) per shingle."""
     num_perm: int = Field(128, gt=1)
+    """MinHash permutations."""
     threshold: float = Field(0.8, gt=0, lt=1)
+    """Estimated Jaccard similarity above which two captions are near-duplicates."""
     seed: int = 1
+    """Seed of the MinHash permutations."""
 
 
 class DecontamConfig(_Model):
     """Drop captions sharing word n-grams with evaluation captions (files any ingest reader reads)."""
 
     eval_files: list[str] = Field(min_length=1)
+    """Evaluation caption files (any format ingest reads)."""
     format: str = "auto"
+    """Their format, as ingest.format."""
     ngram: int = Field(8, gt=0)
+    """Words per n-gram."""
     threshold: float = Field(0.5, gt=0, le=1)
+    """Drop a caption when at least this fraction of its n-grams occur in the evaluation captions."""
 
 
 class JudgeConfig(_Model):
     """LLM Yes/No judge: an OpenAI-compatible endpoint or a local transformers model, answers cached."""
 
     backend: Literal["openai", "transformers"] = "openai"
+    """openai: any OpenAI-compatible chat endpoint (vLLM, TGI, ...). transformers: a local causal LM."""
     model: str
+    """Model name at the endpoint, or hub id / folder for transformers."""
     base_url: str | None = None
+    """Endpoint URL (openai backend); null: the client's default."""
     api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (never stored in the run)."""
     template: str | None = None
+    """Prompt template file containing {caption}; null: the bundled Yes/No question."""
     concurrency: int = Field(8, gt=0)
+    """Requests in flight (openai backend)."""
     timeout: float = Field(60.0, gt=0)
+    """Seconds per request (openai backend)."""
     max_retries: int = Field(4, ge=0)
+    """Retries of a request that timed out, was rate-limited or hit a server error."""
     backoff: float = Field(1.0, ge=0)
+    """Seconds before the first retry, doubling after each."""
     max_new_tokens: int = Field(4, gt=0)
+    """Tokens generated per answer."""
     batch_size: int = Field(8, gt=0)
+    """Prompts per forward pass (transformers backend)."""
     device: str = "auto"
+    """transformers backend: auto, cpu, cuda, cuda:1, ..."""
 
 
 class CurateConfig(_Model):
     """Caption curation: a recipe of filters, exact dedup, then the optional model and set-based steps."""
 
     recipe: str = "synthvlm"
+    """Named filter list: synthvlm (the paper's Table 1) or none."""
     filters: list[FilterSpec] | None = None
+    """Explicit filter list, replacing the recipe's."""
     dedup: bool = True
+    """Drop exact duplicates of normalised caption text; the first occurrence stays."""
     perplexity: PerplexityConfig | None = None
+    """Optional: the perplexity filter."""
     alignment: AlignmentConfig | None = None
+    """Optional: CLIP/BLIP alignment with each caption's original image."""
     near_dup: NearDupConfig | None = None
+    """Optional: MinHash near-duplicate removal."""
     decontamination: DecontamConfig | None = None
+    """Optional: n-gram overlap with evaluation sets."""
     judge: JudgeConfig | None = None
+    """Optional: the LLM Yes/No quality judge."""
 
 
 class CaptionConfig(_Model):
     """Captions for real images from an image-to-text model (BLIP-2 in the paper); ingest reads its shards."""
 
     inputs: list[str] = Field(default_factory=list)
+    """Image folders, .tar files or Parquet files with an image column."""
     model: str = "Salesforce/blip2-opt-2.7b"
+    """Image-to-text hub id or folder."""
     prompt: str | None = None
+    """Text the caption starts from (decoder-only captioners echo it; it is removed)."""
     batch_size: int = Field(8, gt=0)
+    """Images per forward pass."""
     max_new_tokens: int = Field(30, gt=0)
+    """Caption length limit in tokens."""
     shard_rows: int = Field(1000, gt=0)
+    """Images per output shard."""
     device: str = "auto"
+    """auto, cpu, cuda, cuda:1, ..."""
 
 
 GENERATE_PRESETS: dict[str, dict[str, Any]] = {
@@ -177,28 +238,47 @@ class GenerateConfig(_Model):
     """Text-to-image generation. Fields left unset take the preset's value."""
 
     preset: str = "sdxl"
+    """sdxl (the paper: base + refiner, 60 steps, guidance 20), sdxl-base, sd3-medium, tiny, tiny-refiner."""
     model: str | None = None
+    """Diffusers pipeline: hub id or folder."""
     revision: str | None = None
+    """Hub revision of `model` to pin."""
     refiner: str | None = None
+    """Optional refiner pipeline that finishes the last (1 - high_noise_frac) of the schedule."""
     refiner_revision: str | None = None
+    """Hub revision of `refiner` to pin."""
     steps: int | None = Field(None, gt=0)
+    """Denoising steps (base and refiner together)."""
     guidance: float | None = None
+    """Classifier-free guidance scale."""
     high_noise_frac: float | None = Field(None, gt=0, lt=1)
+    """Fraction of the schedule the base model runs before handing latents to the refiner."""
     width: int | None = Field(None, gt=0, multiple_of=8)
+    """Image width in pixels (a multiple of 8, the VAE's downsampling)."""
     height: int | None = Field(None, gt=0, multiple_of=8)
+    """Image height in pixels (a multiple of 8)."""
     max_sequence_length: int | None = None
+    """T5 prompt length for pipelines that take it (SD3); ignored by others."""
     negative_prompt: str = ""
+    """Negative prompt for every image."""
     candidates_per_caption: int = Field(1, gt=0)
+    """Images per caption, each with its own seed; select keeps the best (best_of_n)."""
     batch_size: int | None = Field(None, gt=0)
     """Images per pipeline call, a ceiling: a call that runs out of device memory is split. The hub presets
     use 8 (on an H100, SDXL at 1024² takes 1.29 s/image at batch 8, 1.94x a batch-1 diffusers loop; batch 16
     adds nothing unless compiled)."""
     images_per_shard: int = Field(1000, gt=0)
+    """Images per output tar shard (the unit of resume and of work given to a worker)."""
     device: str = "auto"
+    """auto (cuda when present, else cpu), cpu, cuda, cuda:1, ..."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """auto: bfloat16 on CUDA (float16 on GPUs without bfloat16), float32 elsewhere."""
     image_format: Literal["jpg", "png", "webp"] = "jpg"
+    """How generated images are stored in the shards."""
     jpeg_quality: int = Field(95, ge=1, le=100)
+    """Quality of stored JPEGs."""
     max_attempts: int = Field(3, gt=0)
+    """Tries per image: a NaN or constant image is regenerated with the next attempt's seed."""
     vae: str | None = None
     """Replacement VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix: fp16 decoding without NaNs."""
     compile: bool | Literal["max-autotune"] = False
@@ -227,23 +307,36 @@ class ScoreConfig(_Model):
     """CLIPScore + lambda * SSIM, as the paper's code computes them."""
 
     clip_model: str = "openai/clip-vit-base-patch32"
+    """CLIP hub id or folder."""
     clip_revision: str | None = None
+    """Hub revision of `clip_model` to pin."""
     prefix: str = "A photo depicts "
+    """Text put before each caption for CLIPScore."""
     ssim_size: int = Field(768, gt=0)
+    """SSIM's reference: the image resized to this square size (bilinear, grayscale; docs/metrics.md)."""
     ssim_low: int = Field(336, gt=0)
+    """SSIM's degraded copy: the reference resized down to this size and back up."""
     ssim_weight: float = 0.5
+    """lambda in weighted = clip + lambda * ssim."""
     batch_size: int = Field(32, gt=0)
+    """Images per CLIP forward pass."""
     device: str = "auto"
+    """auto, cpu, cuda, cuda:1, ..."""
 
 
 class SelectConfig(_Model):
     """Best-of-N per caption, then a global cut: exactly one of top_k, fraction, threshold."""
 
     key: Literal["weighted", "clip", "ssim"] = "weighted"
+    """Score column to rank by (descending; ties by caption_id, then candidate_index)."""
     best_of_n: bool = True
+    """Keep only each caption's best candidate before the global cut."""
     top_k: int | None = Field(None, gt=0)
+    """Keep the K best (default 100000 when no cut is given)."""
     fraction: float | None = Field(None, gt=0, le=1)
+    """Keep this fraction of the ranked rows (rounded up)."""
     threshold: float | None = None
+    """Keep rows whose key is at least this value."""
 
     @model_validator(mode="after")
     def _one_cut(self) -> SelectConfig:
@@ -261,11 +354,17 @@ class ExportConfig(_Model):
     formats: list[Literal["llava", "webdataset", "parquet"]] = Field(
         default_factory=lambda: ["llava", "webdataset", "parquet"], min_length=1
     )
+    """Trainer layouts to write, each into OUT/<format>/."""
     out: str | None = None
+    """Export folder or URL; null: RUN/export. A fresh export replaces the OUT/<format>/ folders."""
     resize: int | None = Field(None, gt=0)
+    """Re-encode images at this square size (e.g. 336 for LLaVA-1.5); null keeps them as generated."""
     jpeg_quality: int = Field(95, ge=1, le=100)
+    """Quality of re-encoded JPEGs (stored JPEGs are copied unchanged when not resized)."""
     instructions: list[str] | None = None
+    """Human-turn instructions for LLaVA JSON, one picked per id deterministically; null: the bundled list."""
     rows_per_shard: int = Field(1000, gt=0)
+    """Records per WebDataset tar / Parquet file."""
 
     @model_validator(mode="after")
     def _distinct_formats(self) -> ExportConfig:
@@ -277,29 +376,44 @@ class ExportConfig(_Model):
 class RayConfig(_Model):
     """Where the Ray executor runs and what each worker asks for; never part of any stage's fingerprint."""
 
-    address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:PORT": join a cluster
-    actors: int | None = Field(None, gt=0)  # per model stage; None: one per GPU in the cluster, else 2
+    address: str | None = None
+    """null: start a local Ray; "auto" or "ray://HOST:PORT": join a cluster."""
+    actors: int | None = Field(None, gt=0)
+    """Actors per model stage; null: one per GPU in the cluster, else 2."""
     num_cpus: float = Field(1, gt=0)
-    num_gpus: float | None = Field(None, ge=0)  # per actor; None: 1 when the cluster has GPUs, else 0
-    memory_gb: float | None = Field(None, gt=0)  # per actor or task, so Ray never packs too many on a node
-    max_retries: int = Field(2, ge=0)  # extra attempts of a failing or lost task before the run fails
-    # torch intra-op threads per worker. CPU kernels' float results depend on it, so None takes the driver's
-    # count: outputs then match a local run on the driver's machine byte for byte.
+    """CPUs each actor or task asks for."""
+    num_gpus: float | None = Field(None, ge=0)
+    """GPUs per actor; null: 1 when the cluster has GPUs, else 0."""
+    memory_gb: float | None = Field(None, gt=0)
+    """Memory per actor or task, so Ray never packs too many on a node."""
+    max_retries: int = Field(2, ge=0)
+    """Extra attempts of a failing or lost task before the run fails."""
     threads: int | None = Field(None, gt=0)
+    """torch intra-op threads per worker. CPU kernels' float results depend on it, so null takes the
+    driver's count: outputs then match a local run on the driver's machine byte for byte."""
 
 
 class RunConfig(_Model):
     """A whole synthvlm job; saved resolved as RUN/config.yaml."""
 
     seed: int = 0
+    """Run seed: every image's seed derives from it, the caption id, the candidate index and the attempt."""
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    """Reading caption files into the pool."""
     curate: CurateConfig = Field(default_factory=CurateConfig)
+    """Caption filtering and deduplication."""
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    """Text-to-image generation."""
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    """CLIPScore + lambda * SSIM per image."""
     select: SelectConfig = Field(default_factory=SelectConfig)
+    """Best-of-N and the global cut."""
     export: ExportConfig = Field(default_factory=ExportConfig)
+    """Trainer-ready layouts."""
     ray: RayConfig = Field(default_factory=RayConfig)
+    """The Ray executor (never part of a stage's fingerprint)."""
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    """Optional source stage: captions for real images (`synthvlm caption`)."""
 
     def updated(self, section: str, **changes: Any) -> RunConfig:
         """A copy with some fields of one section replaced (None values are ignored)."""

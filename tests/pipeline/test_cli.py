@@ -181,3 +181,13 @@ def test_skipped_files_keep_why_in_the_rejected_table(tmp_path):
             f"{odd}: unknown file extension '.yaml'; known: .csv, .json, .jsonl, .ndjson, .parquet, .tsv, .txt",
         )
     ]
+
+
+def test_every_option_has_help():
+    import typer
+
+    from synthvlm.cli import app
+
+    commands = typer.main.get_command(app).commands
+    assert [(name, p.name) for name, sub in commands.items() for p in sub.params if not p.help] == []
+    assert len(commands) == 16

@@ -50,7 +50,9 @@ def score_dataset(
         str | None, typer.Option("--clip-model", help="CLIP hub id, local directory or builtin:tiny-clip.")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, ...")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Images per CLIP forward pass.")
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Dataset name in Table 4 (default: the source's name).")
     ] = None,

@@ -25,22 +25,32 @@ def train(
             "--out", help="Where mm_projector.bin, mm_projector.safetensors and train_config.json go."
         ),
     ],
-    vision_tower: Annotated[str, typer.Option("--vision-tower")] = "openai/clip-vit-large-patch14-336",
-    language_model: Annotated[str, typer.Option("--llm")] = "lmsys/vicuna-7b-v1.5",
-    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
+    vision_tower: Annotated[
+        str, typer.Option("--vision-tower", help="CLIP vision tower: hub id or folder.")
+    ] = "openai/clip-vit-large-patch14-336",
+    language_model: Annotated[
+        str, typer.Option("--llm", help="Language model: hub id or folder.")
+    ] = "lmsys/vicuna-7b-v1.5",
+    learning_rate: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (cosine schedule).")
+    ] = 1e-3,
     global_batch_size: Annotated[
         int, typer.Option("--global-batch", help="Per-device batch x accumulation x processes.")
     ] = 256,
-    per_device_batch_size: Annotated[int, typer.Option("--per-device-batch")] = 32,
-    epochs: Annotated[int, typer.Option("--epochs")] = 1,
-    warmup_ratio: Annotated[float, typer.Option("--warmup-ratio")] = 0.03,
-    max_length: Annotated[int, typer.Option("--max-length")] = 2048,
+    per_device_batch_size: Annotated[
+        int, typer.Option("--per-device-batch", help="Samples per device per step.")
+    ] = 32,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the data.")] = 1,
+    warmup_ratio: Annotated[
+        float, typer.Option("--warmup-ratio", help="Fraction of steps of linear warmup.")
+    ] = 0.03,
+    max_length: Annotated[int, typer.Option("--max-length", help="Token limit per sample.")] = 2048,
     max_steps: Annotated[
         int | None, typer.Option("--max-steps", help="Stop after this many steps (smoke runs).")
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="bf16, fp16 or fp32.")] = "bf16",
-    num_workers: Annotated[int, typer.Option("--num-workers")] = 4,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes.")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation and shuffling.")] = 0,
 ) -> None:
     """Stage-1 LLaVA-1.5 pretraining: only the projector trains.
 
@@ -91,9 +101,13 @@ def eval_cmd(
     local_splits: Annotated[
         bool, typer.Option("--local-splits", help="VQAv2/VizWiz val splits instead of the test servers.")
     ] = False,
-    num_processes: Annotated[int, typer.Option("--num-processes")] = 1,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 1,
-    output_path: Annotated[str, typer.Option("--output-path")] = "lmms-eval-logs",
+    num_processes: Annotated[
+        int, typer.Option("--num-processes", help="Processes (GPUs) lmms-eval uses.")
+    ] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="lmms-eval batch size.")] = 1,
+    output_path: Annotated[
+        str, typer.Option("--output-path", help="Folder for lmms-eval logs and results.")
+    ] = "lmms-eval-logs",
     run: Annotated[bool, typer.Option("--run", help="Launch it instead of only printing it.")] = False,
 ) -> None:
     """Print (or, with --run, launch) the lmms-eval command for the SynthVLM paper's benchmarks."""
