@@ -11,7 +11,7 @@ from synthvlm import fsio
 from synthvlm.config import RunConfig, dump_config, parse_config
 from synthvlm.errors import UserError
 from synthvlm.executors import make_executor
-from synthvlm.stage import check_fingerprint, funnel, is_complete, reset_stages, run_stage
+from synthvlm.stage import check_fingerprint, funnel, is_complete, needs_first, reset_stages, run_stage
 from synthvlm.stages import ORDER, STAGES
 
 CONFIG_FILE = "config.yaml"
@@ -62,9 +62,7 @@ def run(
                     f"`synthvlm run RECIPE --run {run_dir} --from {recompute_from}`"
                 )
             if not is_complete(run_dir, needed):
-                raise UserError(
-                    f"stage '{name}' needs '{needed}' first: run `synthvlm {needed} --run {run_dir}`"
-                )
+                raise needs_first(run_dir, name, needed)
         if name not in reset and (run_dir / name / "fingerprint.json").exists():
             check_fingerprint(STAGES[name](run_dir, config), record=False)
     reset_stages(run_dir, reset)

@@ -25,6 +25,9 @@ from synthvlm.errors import UserError
 if TYPE_CHECKING:
     from synthvlm.executors import Executor
 
+EXTERNAL_OUTPUTS = "external-outputs.json"
+"""Per stage: the folders it writes outside the run directory, as absolute paths or URLs."""
+
 
 @dataclass(frozen=True)
 class Task:
@@ -169,6 +172,11 @@ def is_complete(run_dir: fsio.RunPath, name: str) -> bool:
     return (run_dir / name / "complete.json").exists()
 
 
+def needs_first(run_dir: fsio.RunPath, name: str, needed: str) -> UserError:
+    """The error for running a stage before a stage it reads is complete."""
+    return UserError(f"stage '{name}' needs '{needed}' first: run `synthvlm {needed} --run {run_dir}`")
+
+
 def check_fingerprint(stage: Stage, *, record: bool = True) -> None:
     """Refuse to continue a stage whose existing outputs were made with another config.
 
@@ -204,9 +212,7 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
     """Run every pending task of a stage, phase by phase; return its funnel. A finished stage does no work."""
     for name in stage.upstream:
         if not is_complete(stage.run_dir, name):
-            raise UserError(
-                f"stage '{stage.name}' needs '{name}' first: run `synthvlm {name} --run {stage.run_dir}`"
-            )
+            raise needs_first(stage.run_dir, stage.name, name)
     check_fingerprint(stage)
     fsio.write_json(stage.dir / "phases.json", stage.phases())
     external = stage.external_outputs()
@@ -237,9 +243,6 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
     result = funnel(stage.run_dir, stage.name)
     fsio.write_json(stage.dir / "complete.json", result)
     return result
-
-
-EXTERNAL_OUTPUTS = "external-outputs.json"
 
 
 def reset_stages(run_dir: fsio.RunPath, names: Sequence[str]) -> None:
