@@ -44,14 +44,15 @@ def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
         seen.add(str(entry.get("id")))
         if not _is_llava_conversation(entry.get("conversations")):
             problems.append(f"{where}: conversations are not a human <image> turn then a gpt caption")
-        image = folder / "images" / str(entry.get("image") or "")
-        if not entry.get("image"):
+        name = entry.get("image")
+        image = folder / "images" / str(name)
+        if not name:
             problems.append(f"{where}: no image field")
         elif not image.is_file():
             problems.append(f"{where}: image {image.name} does not exist")
         elif (err := _decode(image.read_bytes())) is not None:
             problems.append(f"{where}: image {image.name} does not decode ({err})")
-    referenced = {str(e.get("image", "")) for e in entries if isinstance(e, dict)}
+    referenced = {str(e.get("image")) for e in entries if isinstance(e, dict)}
     extra = sorted(p.name for p in (folder / "images").glob("*") if p.name not in referenced)
     if extra:
         shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
