@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     import transformers
     from torchmetrics.functional.multimodal import clip_score as tm_clip_score
 
-    from synthvlm.models.tiny import build_tiny_clip
+    from synthvlm.models.builtin.clip import build_tiny_clip
     from synthvlm.score.clip import ClipScorer, clip_score
 
     transformers.utils.logging.disable_progress_bar()

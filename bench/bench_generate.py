@@ -65,7 +65,7 @@ def _bare(model_dir: Path, prompts: list[str], ids: list[str], config: Any) -> t
     import torch
     from diffusers import StableDiffusionXLPipeline
 
-    from synthvlm.seeds import derive_seed
+    from synthvlm.core.seeds import derive_seed
 
     cfg = config.generate
     t0 = time.perf_counter()
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 def _measure(quick: bool, threads: int) -> list[dict[str, Any]]:
-    from synthvlm.models.tiny_sdxl import build_tiny_sdxl
+    from synthvlm.models.builtin.sdxl import build_tiny_sdxl
     from synthvlm.pipeline import run
 
     n, batch, repeat = (16, 4, 2) if quick else (64, 4, 3)

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
     from synthvlm import pipeline
     from synthvlm.config import load_config
-    from synthvlm.ray_executor import RayExecutor
-    from synthvlm.stage import reset_stages, run_stage
+    from synthvlm.core.driver import reset_stages, run_stage
+    from synthvlm.executors.ray import RayExecutor
     from synthvlm.stages.score import ScoreStage
 
     repeat = 1 if args.quick else 3

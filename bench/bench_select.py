@@ -44,7 +44,7 @@ def _write_shards(run_dir: Path, rows: int, shards: int) -> None:
     """Score shards in the SCORE schema: `rows` candidates, CANDIDATES per caption, random scores."""
     import pyarrow as pa
 
-    from synthvlm import fsio, schema
+    from synthvlm.core import fsio, schema
 
     rng = np.random.default_rng(0)
     per = rows // shards
@@ -75,7 +75,7 @@ def _write_shards(run_dir: Path, rows: int, shards: int) -> None:
 def _child(kind: str, run_dir: str) -> None:
     """Run one side in this fresh process; print its seconds and own peak RSS as JSON."""
     from synthvlm.config import RunConfig
-    from synthvlm.stage import Task
+    from synthvlm.core.stage import Task
     from synthvlm.stages.select import SelectStage
 
     t0 = time.perf_counter()

@@ -149,7 +149,7 @@ def build_captions(base: list[str], *, copies: int, flagged: list[str]) -> list[
 
 def ours(captions: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
     """Every paper filter's statistic and keep mask on every caption, with seconds per filter."""
-    from synthvlm.curate.text_filters import RECIPES, build_filter
+    from synthvlm.steps.filters import RECIPES, build_filter
 
     values, keeps, seconds = {}, {}, {}
     for name, params in RECIPES["synthvlm"]:

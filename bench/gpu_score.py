@@ -36,7 +36,7 @@ WORDS = ["cat", "dog", "red", "bus", "the", "photo", "road", "sky", "on", "a", "
 
 def build_clip(path: Path, *, tiny: bool) -> Path:
     """Random-weight CLIP, published ViT-B/32 architecture (or the tiny test one), with processor files."""
-    from synthvlm.models.tiny import build_clip_tokenizer, build_tiny_clip
+    from synthvlm.models.builtin.clip import build_clip_tokenizer, build_tiny_clip
 
     if tiny:
         return build_tiny_clip(path)

@@ -51,7 +51,7 @@ def build_sdxl(path: Path, *, tiny: bool, dtype: Any, device: str) -> Path:
     The weights are initialised on `device`: random init of 3.5B parameters takes minutes on a CPU.
     """
     if tiny:
-        from synthvlm.models.tiny_sdxl import build_tiny_sdxl
+        from synthvlm.models.builtin.sdxl import build_tiny_sdxl
 
         return build_tiny_sdxl(path)
     import torch
@@ -63,7 +63,7 @@ def build_sdxl(path: Path, *, tiny: bool, dtype: Any, device: str) -> Path:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from synthvlm.models.tiny import build_clip_tokenizer
+    from synthvlm.models.builtin.clip import build_clip_tokenizer
 
     cfg = json.loads(CONFIGS.read_text())
     torch.manual_seed(0)
@@ -136,8 +136,8 @@ def our_stage(
     """Seconds per image of the generate stage (tar, JPEG, metadata included), model load excluded."""
     from synthvlm import pipeline
     from synthvlm.config import RunConfig
+    from synthvlm.core.driver import run_stage
     from synthvlm.executors import LocalExecutor
-    from synthvlm.stage import run_stage
     from synthvlm.stages.generate import _GENERATORS, GenerateStage, _generator
 
     work.mkdir(parents=True, exist_ok=True)

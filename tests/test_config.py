@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from synthvlm.config import parse_config
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
 
 
 @pytest.mark.parametrize(

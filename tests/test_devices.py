@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthvlm.devices import resolve_device
-from synthvlm.errors import UserError
+from synthvlm.core.devices import resolve_device
+from synthvlm.core.errors import UserError
 
 
 def test_auto_and_cpu():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synthvlm.errors import UserError, loading_model
+from synthvlm.core.errors import UserError, loading_model
 
 
 def test_os_error_and_its_cause_become_one_line():
@@ -23,7 +23,7 @@ def test_os_error_and_its_cause_become_one_line():
 
 
 def test_a_folder_without_a_model_is_one_line(tmp_path):
-    from synthvlm.curate.perplexity import PerplexityScorer
+    from synthvlm.steps.perplexity import PerplexityScorer
 
     with pytest.raises(UserError, match=f"^cannot load model '{tmp_path}': ") as info:
         PerplexityScorer(str(tmp_path))._load()

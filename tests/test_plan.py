@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthvlm.config import RunConfig
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
 from synthvlm.plan import Measured, anchor, measured_from_run, project
 from tests.pipeline.helpers import cli
 

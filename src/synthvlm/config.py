@@ -8,10 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from synthvlm.errors import UserError
-
-BUILTIN = "builtin:"
-"""Prefix of model names that synthvlm builds locally from configs (random weights) instead of loading."""
+from synthvlm.core.errors import UserError
+from synthvlm.models.registry import BUILTIN
 
 
 class _Model(BaseModel):

@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-from synthvlm import fsio
 from synthvlm.config import RunConfig, dump_config, parse_config
-from synthvlm.errors import UserError
+from synthvlm.core import fsio
+from synthvlm.core.driver import check_fingerprint, funnel, is_complete, needs_first, reset_stages, run_stage
+from synthvlm.core.errors import UserError
 from synthvlm.executors import make_executor
-from synthvlm.stage import check_fingerprint, funnel, is_complete, needs_first, reset_stages, run_stage
 from synthvlm.stages import ORDER, STAGES
 
 CONFIG_FILE = "config.yaml"

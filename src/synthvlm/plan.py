@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from synthvlm.config import RunConfig
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
 
 
 @dataclass(frozen=True)

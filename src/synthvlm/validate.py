@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections import defaultdict
 from collections.abc import Callable
 
 from PIL import Image
 
-from synthvlm import fsio
-from synthvlm.stages.export import LLAVA_JSON, MANIFEST
+from synthvlm.core import fsio
+from synthvlm.core.layout import ExportDir
+from synthvlm.core.webdataset import iter_samples
+
+LLAVA_JSON = ExportDir.LLAVA_JSON
+MANIFEST = ExportDir.MANIFEST
 
 
 def _decode(data: bytes) -> str | None:
@@ -28,7 +31,7 @@ def _decode(data: bytes) -> str | None:
 def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
     problems: list[str] = []
     try:
-        entries = json.loads((folder / LLAVA_JSON).read_text(encoding="utf-8"))
+        entries = json.loads(ExportDir.llava_json(folder).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
         return 0, [f"{LLAVA_JSON}: cannot read ({exc})"]
     if not isinstance(entries, list):
@@ -45,7 +48,7 @@ def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
         if not _is_llava_conversation(entry.get("conversations")):
             problems.append(f"{where}: conversations are not a human <image> turn then a gpt caption")
         name = entry.get("image")
-        image = folder / "images" / str(name)
+        image = ExportDir.llava_images(folder) / str(name)
         if not name:
             problems.append(f"{where}: no image field")
         elif not image.is_file():
@@ -53,7 +56,7 @@ def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
         elif (err := _decode(image.read_bytes())) is not None:
             problems.append(f"{where}: image {image.name} does not decode ({err})")
     referenced = {str(e.get("image")) for e in entries if isinstance(e, dict)}
-    extra = sorted(p.name for p in (folder / "images").glob("*") if p.name not in referenced)
+    extra = sorted(p.name for p in ExportDir.llava_images(folder).glob("*") if p.name not in referenced)
     if extra:
         shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
         problems.append(f"images/: {len(extra)} image(s) no record points to ({shown})")
@@ -78,18 +81,13 @@ def _webdataset(folder: fsio.RunPath) -> tuple[int, list[str]]:
     count = 0
     seen: set[str] = set()
     for shard in sorted(folder.glob("*.tar")):
-        samples: dict[str, dict[str, bytes]] = defaultdict(dict)
         try:
             with shard.open("rb") as fh, tarfile.open(fileobj=fh) as tar:
-                for member in tar:
-                    fh = tar.extractfile(member)
-                    if fh is not None:
-                        key, _, ext = member.name.partition(".")
-                        samples[key][ext] = fh.read()
+                samples = list(iter_samples(tar))
         except (OSError, tarfile.TarError) as exc:
             problems.append(f"{shard.name}: unreadable tar ({exc})")
             continue
-        for key, parts in samples.items():
+        for key, parts in samples:
             count += 1
             if key in seen:
                 problems.append(f"{shard.name}/{key}: duplicate key")
@@ -135,14 +133,15 @@ def validate_export(folder: str | fsio.RunPath) -> list[str]:
     """All problems found in an export folder (empty when it is valid)."""
     folder = fsio.run_path(folder)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(ExportDir.manifest(folder).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return [f"{folder}: no readable {MANIFEST}; is this a synthvlm export folder?"]
     if not isinstance(manifest, dict) or not isinstance(manifest.get("records"), int):
-        return [f'{folder / MANIFEST}: not a synthvlm manifest (expected {{"format": ..., "records": N}})']
+        expected = '{"format": ..., "records": N}'
+        return [f"{ExportDir.manifest(folder)}: not a synthvlm manifest (expected {expected})"]
     fmt = manifest.get("format")
     if fmt not in CHECKS:
-        return [f"{folder / MANIFEST}: unknown format {fmt!r}; valid: {sorted(CHECKS)}"]
+        return [f"{ExportDir.manifest(folder)}: unknown format {fmt!r}; valid: {sorted(CHECKS)}"]
     count, problems = CHECKS[fmt](folder)
     if count != manifest["records"]:
         problems.append(f"{folder}: {count} records found, the selection has {manifest['records']}")

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from synthvlm.config import AlignmentConfig, RunConfig
-from synthvlm.curate.alignment import ItmScorer, load_image, resolve_model
+from synthvlm.models.registry import location
 from synthvlm.pipeline import run, status
 from synthvlm.score.clip import ClipScorer
+from synthvlm.steps.alignment import ItmScorer, load_image
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     root = tmp_path_factory.mktemp("run") / "models"
     return (
         root,
-        resolve_model("builtin:tiny-clip", models_dir=root),
-        resolve_model("builtin:tiny-blip-itm", models_dir=root),
+        location("builtin:tiny-clip", models_dir=root),
+        location("builtin:tiny-blip-itm", models_dir=root),
     )
 
 

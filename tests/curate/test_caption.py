@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from synthvlm import pipeline
-from synthvlm.curate.alignment import load_image
-from synthvlm.curate.commands import caption_images
-from synthvlm.stage import funnel
+from synthvlm.cli.caption import caption_images
+from synthvlm.core.driver import funnel
+from synthvlm.steps.alignment import load_image
 
 MODEL = "builtin:tiny-blip-caption"
 COCO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coco-mini" / "val2017"
@@ -145,7 +145,7 @@ def test_tar_and_parquet_inputs_feed_ingest_and_alignment(tmp_path: Path, models
 
 
 def test_bad_inputs_are_user_errors(tmp_path: Path, models: Path) -> None:
-    from synthvlm.errors import UserError
+    from synthvlm.core.errors import UserError
 
     run = _run(tmp_path, models, "run")
     with pytest.raises(UserError, match="no such file or folder"):

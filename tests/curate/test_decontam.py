@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthvlm.config import RunConfig
-from synthvlm.curate.decontam import EvalIndex, EvalItem, ngrams
 from synthvlm.pipeline import run, status
+from synthvlm.steps.decontam import EvalIndex, EvalItem, ngrams
 
 
 def test_ngrams_normalise_and_short_text():

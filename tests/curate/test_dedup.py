@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthvlm.curate.dedup import first_occurrence_mask, normalize, text_hashes
+from synthvlm.steps.dedup import first_occurrence_mask, normalize, text_hashes
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 

@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthvlm.config import RunConfig
-from synthvlm.curate.judge import (
+from synthvlm.core.errors import UserError
+from synthvlm.pipeline import run, status
+from synthvlm.steps.judge import (
     Judge,
     JudgeError,
     OpenAIBackend,
@@ -23,8 +25,6 @@ from synthvlm.curate.judge import (
     parse_verdict,
     template_hash,
 )
-from synthvlm.errors import UserError
-from synthvlm.pipeline import run, status
 
 pytest.importorskip("openai")
 
@@ -199,9 +199,9 @@ def _steered_lm(tmp_path: Path, word: str) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from synthvlm.curate.perplexity import resolve_lm
+    from synthvlm.models.registry import location
 
-    base = resolve_lm("builtin:tiny-lm", models_dir=tmp_path / "models")
+    base = location("builtin:tiny-lm", models_dir=tmp_path / "models")
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     (token,) = tok(word, add_special_tokens=False)["input_ids"]

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthvlm.config import RunConfig
-from synthvlm.curate.neardup import (
+from synthvlm.pipeline import run, status
+from synthvlm.steps.neardup import (
     band_keys,
     cluster_roots,
     jaccard,
@@ -19,7 +20,6 @@ from synthvlm.curate.neardup import (
     shingles,
     signatures,
 )
-from synthvlm.pipeline import run, status
 
 datasketch = pytest.importorskip("datasketch")
 

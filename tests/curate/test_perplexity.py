@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthvlm.config import RunConfig
-from synthvlm.curate.perplexity import KenlmScorer, PerplexityScorer, resolve_lm
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
+from synthvlm.models.registry import location
 from synthvlm.pipeline import run, status
+from synthvlm.steps.perplexity import KenlmScorer, PerplexityScorer
 
 CAPTIONS = [
     "A dog runs.",
@@ -28,7 +29,7 @@ CAPTIONS = [
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return resolve_lm("builtin:tiny-lm", models_dir=tmp_path_factory.mktemp("models"))
+    return location("builtin:tiny-lm", models_dir=tmp_path_factory.mktemp("models"))
 
 
 @functools.cache
@@ -70,7 +71,7 @@ def test_bad_arguments(tiny_lm, tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         PerplexityScorer(tiny_lm, batch_size=0)
     with pytest.raises(UserError, match="builtin:tiny-lm"):
-        resolve_lm("builtin:nope", models_dir=tmp_path)
+        location("builtin:nope", models_dir=tmp_path)
 
 
 def test_stage_drops_above_threshold(tmp_path: Path, tiny_lm):

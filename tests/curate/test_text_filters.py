@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthvlm.curate import text_filters
-from synthvlm.curate.text_filters import (
+from synthvlm.steps import filters as text_filters
+from synthvlm.steps.filters import (
     FILTERS,
     RECIPES,
     AlphanumericFilter,

@@ -15,10 +15,11 @@ import pytest
 
 from synthvlm import pipeline
 from synthvlm.config import RayConfig, RunConfig, load_config
-from synthvlm.errors import ShardFailedError, UserError
+from synthvlm.core.driver import run_stage
+from synthvlm.core.errors import ShardFailedError, UserError
+from synthvlm.core.stage import Task, TaskStats
 from synthvlm.executors import LocalExecutor, make_executor
-from synthvlm.ray_executor import RayExecutor, import_ray
-from synthvlm.stage import Task, TaskStats, run_stage
+from synthvlm.executors.ray import RayExecutor, import_ray
 from synthvlm.stages.score import ScoreStage
 from tests.pipeline.helpers import tree_digest
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from synthvlm.config import GenerateConfig
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
+from synthvlm.core.seeds import derive_seed
 from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision, optimize
-from synthvlm.seeds import derive_seed
 
 RUN_SEED = 7
 PROMPTS = ["a photo of the cat", "the cat"]

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from synthvlm.ingest.ids import IdAssigner, content_id, safe_id
+from synthvlm.core.ids import IdAssigner, content_id, safe_id
 
 SAFE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 

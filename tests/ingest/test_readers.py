@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthvlm.ingest.readers import (
+from synthvlm.readers import (
     FORMATS,
     REASONS,
     BadRecord,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from synthvlm.models.tiny import build_clip_tokenizer, build_tiny_clip
+from synthvlm.models.builtin.clip import build_clip_tokenizer, build_tiny_clip
 
 
 def _digests(path: Path) -> dict[str, str]:

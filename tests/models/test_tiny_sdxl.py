@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from synthvlm.models.tiny_sdxl import BUILDERS, build_tiny_sdxl, build_tiny_sdxl_refiner
+from synthvlm.models.builtin.sdxl import build_tiny_sdxl, build_tiny_sdxl_refiner
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -56,7 +56,3 @@ def test_refiner_reloads_as_img2img_pipeline(tmp_path: Path) -> None:
     assert pipe.config.requires_aesthetics_score is True
     assert pipe.unet.config.cross_attention_dim == 32
     assert pipe.unet.config.projection_class_embeddings_input_dim == 72  # 5 * 8 + 32
-
-
-def test_registry_names() -> None:
-    assert BUILDERS == {"tiny-sdxl": build_tiny_sdxl, "tiny-sdxl-refiner": build_tiny_sdxl_refiner}

@@ -16,10 +16,11 @@ import pytest
 from typer.testing import CliRunner
 from upath import UPath
 
-from synthvlm import fsio, pipeline
+from synthvlm import pipeline
 from synthvlm.cli import app
 from synthvlm.config import load_config
-from synthvlm.errors import UserError
+from synthvlm.core import fsio
+from synthvlm.core.errors import UserError
 from synthvlm.stages.generate import GenerateStage
 from synthvlm.stages.score import ScoreStage
 from synthvlm.validate import validate_export

@@ -14,9 +14,10 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageFilter
 
-from synthvlm import fsio, pipeline, schema
+from synthvlm import pipeline
 from synthvlm.config import RunConfig
-from synthvlm.images import add_member, encode
+from synthvlm.core import fsio, schema
+from synthvlm.core.webdataset import add_member, encode
 
 HOSTILE = "<script>alert(1)</script>"
 CAPTIONS = 10

@@ -13,10 +13,11 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from synthvlm import fsio, pipeline
-from synthvlm.errors import UserError
+from synthvlm import pipeline
+from synthvlm.cli.report import register
+from synthvlm.core import fsio
+from synthvlm.core.errors import UserError
 from synthvlm.report.build import assets_dir, build_report, collect, grid_indices, keep_rate_curve
-from synthvlm.report.commands import register
 from tests.report.helpers import CANDIDATES, CAPTIONS, HOSTILE, SECONDS, TOP_K, make_run
 
 

@@ -16,11 +16,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from synthvlm import pipeline
+from synthvlm.cli.report import register
 from synthvlm.config import ScoreConfig
-from synthvlm.errors import UserError
-from synthvlm.images import add_member, encode
-from synthvlm.models.tiny import build_tiny_clip
-from synthvlm.report.commands import register
+from synthvlm.core.errors import UserError
+from synthvlm.core.webdataset import add_member, encode
+from synthvlm.models.builtin.clip import build_tiny_clip
 from synthvlm.report.score_dataset import detect_source, score_dataset
 from synthvlm.score.clip import ClipScorer, clip_score
 from synthvlm.score.ssim import paper_ssim

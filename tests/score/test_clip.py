@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthvlm.models.tiny import build_tiny_clip
+from synthvlm.models.builtin.clip import build_tiny_clip
 from synthvlm.score.clip import ClipScorer, clip_score
 
 CAPTIONS = ["a cat", "the photo of a dog", "red bus on the road", "sky", "a b c", "photo", "cat the cat"]

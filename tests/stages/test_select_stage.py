@@ -68,8 +68,8 @@ def test_cut_modes():
 
 
 def test_empty_pool_when_every_candidate_failed(tmp_path):
-    from synthvlm import schema
-    from synthvlm.fsio import write_table
+    from synthvlm.core import schema
+    from synthvlm.core.fsio import write_table
 
     write_table(tmp_path / "score" / "data" / "part-00000.parquet", schema.SCORE.empty_table())
     stage = SelectStage(tmp_path, RunConfig())
@@ -82,7 +82,7 @@ def test_empty_pool_when_every_candidate_failed(tmp_path):
 @pytest.mark.parametrize("bad", [{"top_k": 3, "fraction": 0.5}, {"fraction": 1.5}, {"top_k": 0}])
 def test_select_config_rejects_ambiguous_or_invalid_cuts(bad):
     from synthvlm.config import parse_config
-    from synthvlm.errors import UserError
+    from synthvlm.core.errors import UserError
 
     with pytest.raises(UserError, match="invalid config: select"):
         parse_config({"select": bad}, origin="x.yaml")

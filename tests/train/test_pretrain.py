@@ -229,7 +229,7 @@ def test_cli_commands_print_the_eval_line():
     import typer
     from typer.testing import CliRunner
 
-    from synthvlm.train.commands import register
+    from synthvlm.cli.train import register
 
     app = typer.Typer()
     register(app)

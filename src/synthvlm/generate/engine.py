@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from synthvlm.config import BUILTIN, GenerateConfig
-from synthvlm.errors import UserError, loading_model
-from synthvlm.seeds import derive_seed
+from synthvlm.config import GenerateConfig
+from synthvlm.core.errors import UserError, loading_model
+from synthvlm.core.seeds import derive_seed
 
 _HASHED_SUFFIXES = (".safetensors", ".json", ".txt")
 
@@ -175,7 +175,7 @@ class ImageGenerator:
     @property
     def device(self) -> str:
         """The torch device the pipelines run on ("auto" resolves to cuda when present)."""
-        from synthvlm.devices import resolve_device
+        from synthvlm.core.devices import resolve_device
 
         return resolve_device(self.config.device)
 
@@ -192,17 +192,10 @@ class ImageGenerator:
 
     def _source(self, name: str) -> tuple[str | Path, bool]:
         """Where to load `name` from, and whether that is a local directory."""
-        if name.startswith(BUILTIN):
-            from synthvlm.models.tiny_sdxl import BUILDERS
+        from synthvlm.models import registry
 
-            key = name[len(BUILTIN) :]
-            if key not in BUILDERS:
-                valid = sorted(BUILTIN + k for k in BUILDERS)
-                raise UserError(f"unknown builtin model {name!r}; valid: {valid}")
-            return BUILDERS[key](self.models_dir / key), True
-        if Path(name).is_dir():
-            return Path(name), True
-        return name, False
+        source = registry.resolve(name, models_dir=self.models_dir)
+        return (Path(source.location), True) if source.local else (source.location, False)
 
     def _revision(self, name: str, revision: str | None) -> str:
         if revision is not None:

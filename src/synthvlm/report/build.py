@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from synthvlm import fsio
-from synthvlm.errors import UserError
+from synthvlm.core import fsio
+from synthvlm.core.errors import UserError
 
 METRICS = ("clip", "ssim", "weighted")
 GRIDS = (
@@ -218,7 +218,7 @@ def make_thumbnails(
 
     from PIL import Image
 
-    from synthvlm.images import iter_tar
+    from synthvlm.core.webdataset import iter_tar
 
     wanted: dict[str, dict[str, str]] = {}
     for row in rows:

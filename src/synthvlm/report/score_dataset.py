@@ -31,26 +31,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from synthvlm import fsio
-from synthvlm.config import BUILTIN, ScoreConfig
-from synthvlm.errors import UserError
-
-SCORED_PAIR = pa.schema(
-    [
-        pa.field("index", pa.int64(), nullable=False),
-        pa.field("id", pa.string()),
-        pa.field("caption", pa.string()),
-        pa.field("image", pa.string()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("detail", pa.string()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("clip", pa.float64()),
-        pa.field("ssim", pa.float64()),
-        pa.field("weighted", pa.float64()),
-    ]
-)
-"""One source pair: `status` is "ok" (scores set) or the reason it could not be scored (scores null)."""
+from synthvlm.config import ScoreConfig
+from synthvlm.core import fsio, schema
+from synthvlm.core.errors import UserError
+from synthvlm.core.webdataset import iter_samples
+from synthvlm.score.clip import scorer_for
 
 SCORES_FILE = "scores.parquet"
 SUMMARY_FILE = "summary.json"
@@ -76,7 +61,7 @@ class Pair:
 
 def _file_pairs(path: Path, images: Path | None, fmt: str) -> Iterator[Pair]:
     """COCO / LLaVA through the ingest readers, so records are judged exactly as `ingest` judges them."""
-    from synthvlm.ingest.readers import BadRecord, UnreadableFileError, read
+    from synthvlm.readers import BadRecord, UnreadableFileError, read
 
     if images is None:
         raise UserError(f"{path}: a {fmt} file names its images; pass the image folder with --images")
@@ -116,34 +101,13 @@ def _expand(source: Path, suffix: str) -> list[Path]:
     return files
 
 
-def _sample_key(name: str) -> tuple[str, str]:
-    """WebDataset's split of a member name: key = up to the first dot of the base name, then extension."""
-    folder, _, base = name.rpartition("/")
-    stem, _, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), ext.lower()
-
-
 def _webdataset_pairs(source: Path) -> Iterator[Pair]:
     number = 0
     for shard in _expand(source, ".tar"):
         with tarfile.open(shard, "r") as tar:
-            sample: dict[str, bytes] = {}
-            key: str | None = None
-            for member in tar:
-                if not member.isfile():
-                    continue
-                member_key, ext = _sample_key(member.name)
-                if member_key != key and key is not None:
-                    number += 1
-                    yield _webdataset_pair(number, key, sample)
-                    sample = {}
-                key = member_key
-                fh = tar.extractfile(member)
-                assert fh is not None
-                sample[ext] = fh.read()
-            if key is not None:
+            for key, sample in iter_samples(tar):
                 number += 1
-                yield _webdataset_pair(number, key, sample)
+                yield _webdataset_pair(number, key, {ext.lower(): data for ext, data in sample.items()})
 
 
 def _webdataset_pair(number: int, key: str, sample: dict[str, bytes]) -> Pair:
@@ -206,7 +170,7 @@ def _parquet_pairs(source: Path) -> Iterator[Pair]:
 def _run_pairs(run: Path) -> Iterator[Pair]:
     import pyarrow.parquet as pq
 
-    from synthvlm.images import iter_tar
+    from synthvlm.core.webdataset import iter_tar
 
     files = sorted((run / "select" / "data").glob("part-*.parquet"))
     if not (run / "select" / "complete.json").exists() or not files:
@@ -235,7 +199,7 @@ FORMATS = ("coco", "llava", "webdataset", "parquet", "run")
 
 def detect_source(source: str | Path) -> str:
     """Guess a source's format from its layout: run folder, Parquet, tar shards, or a COCO/LLaVA JSON."""
-    from synthvlm.ingest.readers import detect_format
+    from synthvlm.readers import detect_format
 
     path = Path(source)
     if path.is_dir():
@@ -278,38 +242,10 @@ def iter_pairs(source: str | Path, *, fmt: str = "auto", images: str | Path | No
 # ------------------------------------------------------------------------------------------- scoring
 
 
-def _clip_scorer(score: ScoreConfig, models_dir: Path) -> Any:
-    """The score stage's CLIP scorer for this config (`builtin:` models are built into `models_dir`)."""
-    import torch
-    import transformers
-
-    from synthvlm.devices import resolve_device
-    from synthvlm.score.clip import ClipScorer
-
-    # Our own bar counts pairs; the library's per-load bars would interleave with it and with our output.
-    transformers.utils.logging.disable_progress_bar()
-    model = score.clip_model
-    if model.startswith(BUILTIN):
-        from synthvlm.models.tiny import build_tiny_clip
-
-        name = model.removeprefix(BUILTIN)
-        if name != "tiny-clip":
-            raise UserError(f"unknown builtin CLIP model {model!r}; valid: {BUILTIN}tiny-clip")
-        model = str(build_tiny_clip(models_dir / name))
-    return ClipScorer(
-        model,
-        revision=score.clip_revision,
-        device=resolve_device(score.device),
-        prefix=score.prefix,
-        batch_size=score.batch_size,
-        workers=torch.get_num_threads(),
-    )
-
-
 def score_pairs(
     pairs: Iterator[Pair], *, score: ScoreConfig, scorer: Any, on_rows: Callable[[int], None] = lambda n: None
 ) -> pa.Table:
-    """Score pairs with the score stage's definitions; a table in `SCORED_PAIR` layout, in source order."""
+    """Score pairs with the score stage's definitions: a `schema.SCORED_PAIR` table, in source order."""
     import torch
     from PIL import Image
 
@@ -363,8 +299,8 @@ def score_pairs(
             flush()
     if batch:
         flush()
-    full = [{**dict.fromkeys(SCORED_PAIR.names), **r} for r in rows]
-    return pa.Table.from_pylist(full, schema=SCORED_PAIR)
+    full = [{**dict.fromkeys(schema.SCORED_PAIR.names), **r} for r in rows]
+    return pa.Table.from_pylist(full, schema=schema.SCORED_PAIR)
 
 
 def summarize(table: pa.Table, *, name: str, source: str, fmt: str, score: ScoreConfig) -> dict[str, Any]:
@@ -411,7 +347,7 @@ def score_dataset(
     if fmt == "auto":
         fmt = detect_source(source)
     pairs = iter_pairs(source, fmt=fmt, images=images)
-    scorer = _clip_scorer(score, out / "models")
+    scorer = scorer_for(score, models_dir=out / "models")
     if progress:
         from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -10,12 +10,17 @@ is installed, so scores do not depend on the environment.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from synthvlm.errors import loading_model
+from synthvlm.core.errors import loading_model
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from synthvlm.config import ScoreConfig
 
 
 class ClipScorer:
@@ -94,7 +99,7 @@ class ClipScorer:
             chw = [torch.from_numpy(convert_to_rgb(im, return_numpy=True)).permute(2, 0, 1) for im in chunk]
             return image_processor(images=chw, return_tensors="pt")["pixel_values"]
 
-        from synthvlm.parallel import map_in_threads
+        from synthvlm.core.parallel import map_in_threads
 
         size = -(-len(images) // max(1, min(self.workers, len(images))))
         chunks = [images[i : i + size] for i in range(0, len(images), size)]
@@ -104,3 +109,25 @@ class ClipScorer:
 def clip_score(cosines: np.ndarray) -> np.ndarray:
     """The paper's CLIPScore: cosine clamped at 0, without CLIPScore's 2.5 weight (it divides it back out)."""
     return np.maximum(np.asarray(cosines, dtype=np.float64), 0.0)
+
+
+def scorer_for(score: ScoreConfig, *, models_dir: Path) -> ClipScorer:
+    """The score stage's CLIP scorer for a config, one per worker process; it preprocesses on the worker's
+    threads (torch's thread count: what Ray gives the actor)."""
+    import torch
+
+    from synthvlm.core.devices import resolve_device
+    from synthvlm.models import registry
+
+    def build() -> ClipScorer:
+        return ClipScorer(
+            registry.location(score.clip_model, models_dir=models_dir),
+            revision=score.clip_revision,
+            device=resolve_device(score.device),
+            prefix=score.prefix,
+            batch_size=score.batch_size,
+            workers=torch.get_num_threads(),
+        )
+
+    key = (score.model_dump_json(), str(registry.builtin_dir(models_dir)), torch.get_num_threads())
+    return registry.cached("score", key, build)

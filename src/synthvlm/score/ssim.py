@@ -176,7 +176,7 @@ def paper_ssim_batch(
     Each image is computed alone (its own buffers), so the values do not depend on ``workers``; PIL's
     resizes and numpy's passes release the GIL, so threads scale (2.2x on 2 cores, 1024² COCO images).
     """
-    from synthvlm.parallel import map_in_threads
+    from synthvlm.core.parallel import map_in_threads
 
     values = map_in_threads(lambda im: paper_ssim(im, size=size, low=low), images, workers)
     return np.array(values, dtype=np.float64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthvlm.stage import Stage
+from synthvlm.core.stage import Stage
 from synthvlm.stages.curate import CurateStage
 from synthvlm.stages.export import ExportStage
 from synthvlm.stages.generate import GenerateStage

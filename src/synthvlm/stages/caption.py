@@ -19,21 +19,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from synthvlm import fsio
-from synthvlm.errors import UserError
-from synthvlm.stage import Stage, Task, TaskStats
+from synthvlm.core import fsio, layout, schema
+from synthvlm.core.errors import UserError
+from synthvlm.core.stage import Stage, Task, TaskStats
+from synthvlm.core.webdataset import sample_key
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 """Image files a folder input contributes (case-insensitive); also the image members of a tar sample."""
-
-CAPTIONED = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("caption", pa.string(), nullable=False),
-        pa.field("image", pa.string(), nullable=False),
-    ]
-)
-"""Output shard schema: the columns ingest's Parquet reader takes as id, caption and image reference."""
 
 _PARQUET_IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "image_bytes")
 _PARQUET_ID_COLUMNS = ("id", "key", "__key__")
@@ -47,10 +39,9 @@ def _tar_items(path: str) -> list[tuple[Any, ...]]:
         for member in tar:
             if not member.isfile():
                 continue
-            folder, base = os.path.split(member.name)
-            key = os.path.join(folder, base.split(".", 1)[0])
+            key, ext = sample_key(member.name)
             current = samples.setdefault(key, (None, 0, 0))
-            if current[0] is None and os.path.splitext(base)[1].lower() in IMAGE_EXTENSIONS:
+            if current[0] is None and os.path.splitext(member.name)[1].lower() in IMAGE_EXTENSIONS:
                 samples[key] = (member.name, member.offset_data, member.size)
     return [("tar", path, key, pos, *entry) for pos, (key, entry) in enumerate(samples.items())]
 
@@ -183,13 +174,13 @@ class CaptionStage(Stage):
             return ("unreadable_image", ref_file or source)
         if ref_file is None:
             return image, source
-        path = self.dir / "images" / f"part-{task.index:05d}" / f"{slot:05d}.{ext}"
+        path = self.layout.extracted_images(task.index) / f"{slot:05d}.{ext}"
         fsio.write_bytes(path, data)
         return image, str(path.resolve())
 
     def run_task(self, task: Task) -> TaskStats:
-        from synthvlm.curate.captioner import get_captioner, resolve_captioner
-        from synthvlm.devices import resolve_device
+        from synthvlm.caption.captioner import get_captioner
+        from synthvlm.core.devices import resolve_device
 
         cfg = self.config.caption
         kept: list[tuple[str, str]] = []  # (id, image reference)
@@ -213,7 +204,8 @@ class CaptionStage(Stage):
         captions: list[str] = []
         if images:
             captioner = get_captioner(
-                resolve_captioner(cfg.model, models_dir=self.models_dir),
+                cfg.model,
+                models_dir=self.models_dir,
                 device=resolve_device(cfg.device),
                 batch_size=cfg.batch_size,
                 max_new_tokens=cfg.max_new_tokens,
@@ -225,12 +217,12 @@ class CaptionStage(Stage):
                 {"id": rid, "caption": caption, "image": ref}
                 for (rid, ref), caption in zip(kept, captions, strict=True)
             ],
-            schema=CAPTIONED,
+            schema=schema.CAPTIONED,
         )
-        fsio.write_table(self.data_path(task.index), table)
+        fsio.write_table(self.layout.shard(task.index), table)
         self.write_rejected(task, rejected)
         return TaskStats(len(task.payload), len(kept), dict(Counter(r["reason"] for r in rejected)))
 
     def output_glob(self) -> str:
         """The glob of this stage's output shards, as ingest takes it."""
-        return str(self.dir.resolve() / "data" / "part-*.parquet")
+        return layout.shard_glob(self.layout.root.resolve() / "data")

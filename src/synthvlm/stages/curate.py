@@ -14,14 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synthvlm import fsio, schema
-from synthvlm.devices import resolve_device
-from synthvlm.errors import UserError
-from synthvlm.stage import Stage, Task, TaskStats
-
-FILTERED = schema.CAPTION.append(pa.field("text_hash", pa.uint64(), nullable=False))
-PLAN = pa.schema([pa.field("keep", pa.bool_(), nullable=False), pa.field("dup_of", pa.string())])
-NEARDUP_PLAN = PLAN.append(pa.field("dup_of_caption", pa.string()))
+from synthvlm.core import fsio, layout, schema
+from synthvlm.core.devices import resolve_device
+from synthvlm.core.errors import UserError
+from synthvlm.core.stage import Stage, Task, TaskStats
+from synthvlm.models import registry
 
 STEP_ORDER = ("filter", "perplexity", "alignment", "dedup", "neardup", "decontam", "judge")
 """The synthvlm recipe's order: cheapest first, the paid LLM judge last."""
@@ -37,16 +34,6 @@ _OUTPUT = {
 _PLANNED = {"dedup", "neardup"}
 # Settings that change how a step runs but never what it outputs: kept out of the fingerprint.
 _OPERATIONAL = {"device", "concurrency", "timeout", "max_retries", "backoff", "api_key_env"}
-_WORKER_CACHE: dict[tuple[Any, ...], Any] = {}
-
-
-def _cached(key: tuple[Any, ...], build: Any) -> Any:
-    """One model / index per worker process and configuration, built on first use."""
-    if key not in _WORKER_CACHE:
-        _WORKER_CACHE[key] = build()
-    return _WORKER_CACHE[key]
-
-
 def _sha256(path: str) -> str:
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
@@ -62,7 +49,7 @@ class CurateStage(Stage):
 
     def filter_specs(self) -> list[dict[str, Any]]:
         """The resolved filter list: the config's own, else the recipe's."""
-        from synthvlm.curate.text_filters import RECIPES
+        from synthvlm.steps.filters import RECIPES
 
         cfg = self.config.curate
         if cfg.filters is not None:
@@ -93,7 +80,7 @@ class CurateStage(Stage):
             if value is not None:
                 out[key] = value.model_dump(exclude=_OPERATIONAL)
         if cfg.decontamination is not None:
-            from synthvlm.ingest.readers import UnreadableFileError, expand_inputs
+            from synthvlm.readers import UnreadableFileError, expand_inputs
 
             try:
                 files = expand_inputs(cfg.decontamination.eval_files)
@@ -101,7 +88,7 @@ class CurateStage(Stage):
                 raise UserError(f"curate.decontamination.eval_files: {exc}") from None
             out["decontamination"]["sha256"] = {f: _sha256(f) for f in files}
         if cfg.judge is not None:
-            from synthvlm.curate.judge import load_template, template_hash
+            from synthvlm.steps.judge import load_template, template_hash
 
             out["judge"]["template_sha256"] = template_hash(load_template(cfg.judge.template))
         return out
@@ -113,17 +100,17 @@ class CurateStage(Stage):
         return phases
 
     def _ingest_shards(self) -> list[str]:
-        return [str(p) for p in sorted((self.run_dir / "ingest" / "data").glob("part-*.parquet"))]
+        return [str(p) for p in self.upstream_dir("ingest").shards()]
 
     def _input(self, step: str, index: int) -> fsio.RunPath:
         steps = self.steps()
         k = steps.index(step)
         if k == 0:
-            return self.run_dir / "ingest" / "data" / f"part-{index:05d}.parquet"
+            return self.upstream_dir("ingest").shard(index)
         return self._output(steps[k - 1], index)
 
     def _output(self, step: str, index: int) -> fsio.RunPath:
-        return self.data_path(index, "data" if step == self.steps()[-1] else _OUTPUT[step])
+        return self.layout.shard(index, "data" if step == self.steps()[-1] else _OUTPUT[step])
 
     def tasks(self, phase: str) -> list[Task]:
         shards = self._ingest_shards()
@@ -152,8 +139,8 @@ class CurateStage(Stage):
 
     # -- rules and exact dedup --------------------------------------------------------------------
     def _filter(self, task: Task) -> TaskStats:
-        from synthvlm.curate.dedup import text_hashes
-        from synthvlm.curate.text_filters import apply_filters, build_filter
+        from synthvlm.steps.dedup import text_hashes
+        from synthvlm.steps.filters import apply_filters, build_filter
 
         try:
             filters = [build_filter(s["name"], s["params"]) for s in self.filter_specs()]
@@ -176,7 +163,7 @@ class CurateStage(Stage):
         kept = table.filter(pa.array(keep, type=pa.bool_()))
         if self.config.curate.dedup:
             hashes = text_hashes(kept.column("caption").to_pylist())
-            kept = kept.append_column(FILTERED.field("text_hash"), pa.array(hashes, type=pa.uint64()))
+            kept = kept.append_column(schema.FILTERED.field("text_hash"), pa.array(hashes, type=pa.uint64()))
         fsio.write_table(self._output("filter", task.index), kept)
         self.write_rejected(task, rejected)
         dropped: dict[str, int] = {}
@@ -206,15 +193,16 @@ class CurateStage(Stage):
             sl = slice(offset, offset + part.num_rows)
             dup_of = [None if k else ids[r] for k, r in zip(keep[sl], representative[sl], strict=True)]
             table = pa.table(
-                {"keep": pa.array(keep[sl]), "dup_of": pa.array(dup_of, type=pa.string())}, schema=PLAN
+                {"keep": pa.array(keep[sl]), "dup_of": pa.array(dup_of, type=pa.string())},
+                schema=schema.DEDUP_PLAN,
             )
-            fsio.write_table(self.data_path(i, "dedup-plan"), table)
+            fsio.write_table(self.layout.shard(i, "dedup-plan"), table)
             offset += part.num_rows
         return TaskStats(0, 0)
 
     def _dedup(self, task: Task) -> TaskStats:
         table = fsio.read_table(self._input("dedup", task.index))
-        plan = fsio.read_table(self.data_path(task.index, "dedup-plan"))
+        plan = fsio.read_table(self.layout.shard(task.index, "dedup-plan"))
         keep = plan.column("keep")
         dropped = table.filter(pc.invert(keep))
         dup_of = plan.filter(pc.invert(keep)).column("dup_of").to_pylist()
@@ -237,7 +225,7 @@ class CurateStage(Stage):
     # -- near-duplicates --------------------------------------------------------------------------
     def _neardup_plan(self, task: Task) -> TaskStats:
         """MinHash LSH clusters over the whole pool; each cluster's first caption in pool order stays."""
-        from synthvlm.curate.neardup import plan_near_duplicates
+        from synthvlm.steps.neardup import plan_near_duplicates
 
         cfg = self.config.curate.near_dup
         (n_shards,) = task.payload
@@ -266,17 +254,17 @@ class CurateStage(Stage):
                         [None if keep[r] else captions[rep[r]] for r in rows], type=pa.string()
                     ),
                 },
-                schema=NEARDUP_PLAN,
+                schema=schema.NEARDUP_PLAN,
             )
-            fsio.write_table(self.data_path(i, "neardup-plan"), table)
+            fsio.write_table(self.layout.shard(i, "neardup-plan"), table)
             offset += part.num_rows
         return TaskStats(0, 0)
 
     def _neardup(self, task: Task) -> TaskStats:
-        from synthvlm.curate.neardup import jaccard
+        from synthvlm.steps.neardup import jaccard
 
         cfg = self.config.curate.near_dup
-        plan = fsio.read_table(self.data_path(task.index, "neardup-plan"))
+        plan = fsio.read_table(self.layout.shard(task.index, "neardup-plan"))
 
         def decide(table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
             keep = plan.column("keep").to_pylist()
@@ -313,7 +301,7 @@ class CurateStage(Stage):
         return TaskStats(table.num_rows, kept.num_rows, dropped)
 
     def _perplexity(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
-        from synthvlm.curate.perplexity import KenlmScorer, PerplexityScorer, resolve_lm
+        from synthvlm.steps.perplexity import KenlmScorer, PerplexityScorer
 
         cfg = self.config.curate.perplexity
         if cfg.backend == "kenlm":
@@ -321,15 +309,14 @@ class CurateStage(Stage):
                 raise UserError(
                     "curate.perplexity: the kenlm backend needs `tokenizer` (a SentencePiece .model)"
                 )
-            scorer = _cached(
+            scorer = registry.cached(
+                "perplexity",
                 ("kenlm", cfg.model, cfg.tokenizer), lambda: KenlmScorer(cfg.model, tokenizer=cfg.tokenizer)
             )
         else:
-            try:
-                model = resolve_lm(cfg.model, models_dir=self.models_dir)
-            except ValueError as exc:
-                raise UserError(f"curate.perplexity: {exc}") from None
-            scorer = _cached(
+            model = registry.location(cfg.model, models_dir=self.models_dir)
+            scorer = registry.cached(
+                "perplexity",
                 ("perplexity", model, cfg.revision, cfg.device, cfg.batch_size, cfg.max_tokens),
                 lambda: PerplexityScorer(
                     model,
@@ -349,15 +336,16 @@ class CurateStage(Stage):
         return keep, drops
 
     def _alignment(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
-        from synthvlm.curate.alignment import align_table
+        from synthvlm.steps.alignment import align_table
 
         return align_table(table, config=self.config.curate.alignment, models_dir=self.models_dir)
 
     def _decontam(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
-        from synthvlm.curate.decontam import EvalIndex
+        from synthvlm.steps.decontam import EvalIndex
 
         cfg = self.config.curate.decontamination
-        index = _cached(
+        index = registry.cached(
+            "decontam",
             ("decontam", tuple(cfg.eval_files), cfg.format, cfg.ngram),
             lambda: EvalIndex.from_files(cfg.eval_files, n=cfg.ngram, fmt=cfg.format),
         )
@@ -379,7 +367,7 @@ class CurateStage(Stage):
         return keep, drops
 
     def _judge(self, table: pa.Table) -> tuple[list[bool], list[dict[str, Any]]]:
-        from synthvlm.curate.judge import (
+        from synthvlm.steps.judge import (
             Judge,
             JudgeError,
             OpenAIBackend,
@@ -387,12 +375,12 @@ class CurateStage(Stage):
             TransformersBackend,
             load_template,
         )
-        from synthvlm.curate.perplexity import resolve_lm
 
         cfg = self.config.curate.judge
         if cfg.backend == "openai":
-            backend = _cached(
-                ("judge", cfg),
+            backend = registry.cached(
+                "judge",
+                ("openai", cfg),
                 lambda: OpenAIBackend(
                     cfg.model,
                     base_url=cfg.base_url,
@@ -405,10 +393,11 @@ class CurateStage(Stage):
                 ),
             )
         else:
-            model = resolve_lm(cfg.model, models_dir=self.models_dir)
+            model = registry.location(cfg.model, models_dir=self.models_dir)
             # Keyed by the configured name, not this run's build path of a builtin model.
-            backend = _cached(
-                ("judge", cfg, model),
+            backend = registry.cached(
+                "judge",
+                ("transformers", cfg, model),
                 lambda: TransformersBackend(
                     model,
                     name=cfg.model,
@@ -418,7 +407,7 @@ class CurateStage(Stage):
                 ),
             )
         # Outside the stage folder, so `--from curate` keeps the answers already paid for.
-        cache = ResponseCache(fsio.local_root(self.run_dir) / "cache" / "judge.sqlite")
+        cache = ResponseCache(layout.judge_cache(self.run_dir))
         try:
             verdicts = Judge(backend, template=load_template(cfg.template), cache=cache).judge(
                 table.column("caption").to_pylist()

@@ -13,43 +13,12 @@ from typing import Any
 import pyarrow as pa
 from PIL import Image
 
-from synthvlm import fsio
-from synthvlm.images import add_member, encode, iter_tar, json_bytes
-from synthvlm.progress import report_rows
-from synthvlm.shards import read_range, row_counts
-from synthvlm.stage import Stage, Task, TaskStats
-
-LLAVA_JSON = "synthvlm_pretrain.json"
-"""The LLaVA data file; pass it as --data_path and `images/` as --image_folder."""
-
-MANIFEST = "manifest.json"
-
-PARQUET_FEATURES = {
-    "key": {"dtype": "string", "_type": "Value"},
-    "caption": {"dtype": "string", "_type": "Value"},
-    "image": {"_type": "Image"},
-    "caption_id": {"dtype": "string", "_type": "Value"},
-    "candidate_index": {"dtype": "int32", "_type": "Value"},
-    "clip": {"dtype": "float64", "_type": "Value"},
-    "ssim": {"dtype": "float64", "_type": "Value"},
-    "weighted": {"dtype": "float64", "_type": "Value"},
-    "rank": {"dtype": "int64", "_type": "Value"},
-}
-PARQUET_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string()),
-        pa.field("caption", pa.string()),
-        pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
-        pa.field("caption_id", pa.string()),
-        pa.field("candidate_index", pa.int32()),
-        pa.field("clip", pa.float64()),
-        pa.field("ssim", pa.float64()),
-        pa.field("weighted", pa.float64()),
-        pa.field("rank", pa.int64()),
-    ],
-    # `datasets` reads this to decode the image column as an Image feature.
-    metadata={"huggingface": json.dumps({"info": {"features": PARQUET_FEATURES}})},
-)
+from synthvlm.core import fsio, schema
+from synthvlm.core.layout import ExportDir
+from synthvlm.core.progress import report_rows
+from synthvlm.core.shards import read_range, row_counts
+from synthvlm.core.stage import Stage, Task, TaskStats
+from synthvlm.core.webdataset import add_member, encode, iter_tar, json_bytes
 
 
 def default_instructions() -> list[str]:
@@ -73,7 +42,7 @@ class ExportStage(Stage):
 
     @property
     def out(self) -> fsio.RunPath:
-        return fsio.run_path(self.config.export.out) if self.config.export.out else self.run_dir / "export"
+        return fsio.run_path(self.config.export.out) if self.config.export.out else self.layout.root
 
     def settings(self) -> dict[str, Any]:
         return {**self.config.export.model_dump(), "out": fsio.absolute(self.out)}
@@ -87,7 +56,7 @@ class ExportStage(Stage):
         return [*self.config.export.formats, "finalize"]
 
     def _selection(self) -> list[fsio.RunPath]:
-        return sorted((self.run_dir / "select" / "data").glob("part-*.parquet"))
+        return self.upstream_dir("select").shards()
 
     def tasks(self, phase: str) -> list[Task]:
         total = sum(row_counts(self._selection()))
@@ -134,7 +103,7 @@ class ExportStage(Stage):
 
     def _llava(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
         instructions = self.config.export.instructions or default_instructions()
-        folder = self.out / "llava" / "images"
+        folder = ExportDir.llava_images(self.out / "llava")
         entries = []
         for row in rows:
             fsio.write_bytes(folder / f"{row['key']}.jpg", images[row["key"]])
@@ -148,10 +117,10 @@ class ExportStage(Stage):
                     ],
                 }
             )
-        fsio.write_json(self.dir / "llava-parts" / f"part-{task.index:05d}.json", entries)
+        fsio.write_json(self.layout.llava_part(task.index), entries)
 
     def _webdataset(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
-        path = self.out / "webdataset" / f"shard-{task.index:05d}.tar"
+        path = ExportDir.webdataset_shard(self.out / "webdataset", task.index)
         with fsio.atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             for row in rows:
                 add_member(tar, f"{row['key']}.jpg", images[row["key"]])
@@ -165,24 +134,25 @@ class ExportStage(Stage):
     def _parquet(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
         records = [
             {
-                **{k: row[k] for k in PARQUET_FEATURES if k != "image"},
+                **{k: row[k] for k in schema.EXPORT_PARQUET_FEATURES if k != "image"},
                 "image": {"bytes": images[row["key"]], "path": f"{row['key']}.jpg"},
             }
             for row in rows
         ]
-        table = pa.Table.from_pylist(records, schema=PARQUET_SCHEMA)
-        fsio.write_table(self.out / "parquet" / f"part-{task.index:05d}.parquet", table)
+        table = pa.Table.from_pylist(records, schema=schema.EXPORT_PARQUET)
+        fsio.write_table(ExportDir.parquet_shard(self.out / "parquet", task.index), table)
 
     def _finalize(self, task: Task) -> TaskStats:
         (total,) = task.payload
         formats = self.config.export.formats
         if "llava" in formats:
             entries: list[Any] = []
-            for part in sorted((self.dir / "llava-parts").glob("part-*.json")):
+            for part in self.layout.llava_parts():
                 entries.extend(fsio.read_json(part))
             fsio.write_bytes(
-                self.out / "llava" / LLAVA_JSON, json.dumps(entries, ensure_ascii=False, indent=1).encode()
+                ExportDir.llava_json(self.out / "llava"),
+                json.dumps(entries, ensure_ascii=False, indent=1).encode(),
             )
         for fmt in formats:
-            fsio.write_json(self.out / fmt / MANIFEST, {"format": fmt, "records": total})
+            fsio.write_json(ExportDir.manifest(self.out / fmt), {"format": fmt, "records": total})
         return TaskStats(total, total)

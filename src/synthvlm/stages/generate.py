@@ -7,13 +7,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from synthvlm import fsio, schema
-from synthvlm.images import TarShardWriter
-from synthvlm.progress import report_rows
-from synthvlm.shards import read_range, row_counts
-from synthvlm.stage import Stage, Task, TaskStats
-
-_GENERATORS: dict[str, Any] = {}
+from synthvlm.core import fsio, schema
+from synthvlm.core.progress import report_rows
+from synthvlm.core.shards import read_range, row_counts
+from synthvlm.core.stage import Stage, Task, TaskStats
+from synthvlm.core.webdataset import TarShardWriter
 
 
 def _generator(stage: GenerateStage) -> Any:
@@ -22,18 +20,19 @@ def _generator(stage: GenerateStage) -> Any:
     import transformers
 
     from synthvlm.generate.engine import ImageGenerator
+    from synthvlm.models import registry
 
     # Our own bar reports images/s; the libraries' per-load and per-step bars would interleave with it.
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
 
-    key = stage.config.generate.model_dump_json() + f"|{stage.config.seed}|{stage.run_dir}"
-    if key not in _GENERATORS:
-        _GENERATORS.clear()
-        _GENERATORS[key] = ImageGenerator(
-            stage.config.generate, models_dir=stage.models_dir, run_seed=stage.config.seed
-        )
-    return _GENERATORS[key]
+    cfg = stage.config.generate
+    key = (cfg.model_dump_json(), stage.config.seed, str(registry.builtin_dir(stage.models_dir)))
+    return registry.cached(
+        "generate",
+        key,
+        lambda: ImageGenerator(cfg, models_dir=stage.models_dir, run_seed=stage.config.seed),
+    )
 
 
 class GenerateStage(Stage):
@@ -55,7 +54,7 @@ class GenerateStage(Stage):
         return ["generate"]
 
     def _captions(self) -> list[fsio.RunPath]:
-        return sorted((self.run_dir / "curate" / "data").glob("part-*.parquet"))
+        return self.upstream_dir("curate").shards()
 
     def tasks(self, phase: str) -> list[Task]:
         cfg = self.config.generate
@@ -78,10 +77,10 @@ class GenerateStage(Stage):
         gen = _generator(self)
         prov = gen.provenance
         tokens = dict(zip(texts, gen.prompt_tokens(texts), strict=True))
-        shard_rel = f"{self.name}/images/part-{task.index:05d}.tar"
+        shard_rel = self.layout.image_shard_ref(task.index)
         rows: list[dict[str, Any]] = []
         timing: list[dict[str, Any]] = []
-        with fsio.atomic_path(self.run_dir / shard_rel) as tmp:
+        with fsio.atomic_path(self.layout.image_shard(task.index)) as tmp:
             writer = TarShardWriter(tmp, fmt=cfg.image_format, quality=cfg.jpeg_quality)
             try:
                 for b in range(0, len(items), cfg.batch_size):
@@ -127,9 +126,9 @@ class GenerateStage(Stage):
                     report_rows(len(batch))
             finally:
                 writer.close()
-        fsio.write_table(self.data_path(task.index), pa.Table.from_pylist(rows, schema=schema.CANDIDATE))
+        fsio.write_table(self.layout.shard(task.index), pa.Table.from_pylist(rows, schema=schema.CANDIDATE))
         fsio.write_table(
-            self.data_path(task.index, "timing"), pa.Table.from_pylist(timing, schema=schema.TIMING)
+            self.layout.timing(task.index), pa.Table.from_pylist(timing, schema=schema.TIMING)
         )
         failed = [r for r in rows if r["status"] != "ok"]
         self.write_rejected(

@@ -10,11 +10,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from synthvlm import fsio, schema
-from synthvlm.errors import UserError
-from synthvlm.ingest.ids import IdAssigner
-from synthvlm.ingest.readers import BadRecord, Record, UnreadableFileError, detect_format, expand_inputs, read
-from synthvlm.stage import Stage, Task, TaskStats
+from synthvlm.core import fsio, schema
+from synthvlm.core.errors import UserError
+from synthvlm.core.ids import IdAssigner
+from synthvlm.core.stage import Stage, Task, TaskStats
+from synthvlm.readers import BadRecord, Record, UnreadableFileError, detect_format, expand_inputs, read
 
 
 class IngestStage(Stage):
@@ -112,7 +112,7 @@ class IngestStage(Stage):
                 )
         if not write:
             return task, None
-        fsio.write_table(self.data_path(index), pa.Table.from_pylist(rows, schema=schema.CAPTION))
+        fsio.write_table(self.layout.shard(index), pa.Table.from_pylist(rows, schema=schema.CAPTION))
         self.write_rejected(task, rejected)
         dropped = Counter(r["reason"] for r in rejected)
         return task, TaskStats(

@@ -10,41 +10,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from synthvlm import fsio, schema
-from synthvlm.config import BUILTIN
-from synthvlm.devices import resolve_device
-from synthvlm.images import iter_tar
-from synthvlm.parallel import map_in_threads
-from synthvlm.progress import report_rows
-from synthvlm.stage import Stage, Task, TaskStats
-
-_SCORERS: dict[str, Any] = {}
-
-
-def _scorer(stage: ScoreStage) -> Any:
-    """One CLIP model per worker process and config; it preprocesses on the worker's threads."""
-    import torch
-
-    from synthvlm.score.clip import ClipScorer
-
-    cfg = stage.config.score
-    key = cfg.model_dump_json() + str(stage.run_dir)
-    if key not in _SCORERS:
-        model = cfg.clip_model
-        if model.startswith(BUILTIN):
-            from synthvlm.models.tiny import build_tiny_clip
-
-            model = str(build_tiny_clip(stage.models_dir / model.removeprefix(BUILTIN)))
-        _SCORERS.clear()
-        _SCORERS[key] = ClipScorer(
-            model,
-            revision=cfg.clip_revision,
-            device=resolve_device(cfg.device),
-            prefix=cfg.prefix,
-            batch_size=cfg.batch_size,
-            workers=torch.get_num_threads(),
-        )
-    return _SCORERS[key]
+from synthvlm.core import fsio, schema
+from synthvlm.core.parallel import map_in_threads
+from synthvlm.core.progress import report_rows
+from synthvlm.core.stage import Stage, Task, TaskStats
+from synthvlm.core.webdataset import iter_tar
 
 
 class ScoreStage(Stage):
@@ -62,20 +32,21 @@ class ScoreStage(Stage):
         return ["score"]
 
     def tasks(self, phase: str) -> list[Task]:
-        count = len(sorted((self.run_dir / "generate" / "data").glob("part-*.parquet")))
+        count = len(self.upstream_dir("generate").shards())
         return [Task(phase, i) for i in range(count)]
 
     def run_task(self, task: Task) -> TaskStats:
         import torch
 
-        from synthvlm.score.clip import clip_score
+        from synthvlm.score.clip import clip_score, scorer_for
         from synthvlm.score.ssim import paper_ssim_batch
 
         cfg = self.config.score
         threads = torch.get_num_threads()
-        candidates = fsio.read_table(self.run_dir / "generate" / "data" / f"part-{task.index:05d}.parquet")
+        generate = self.upstream_dir("generate")
+        candidates = fsio.read_table(generate.shard(task.index))
         good = candidates.filter(pc.equal(candidates.column("status"), "ok"))
-        tar = self.run_dir / "generate" / "images" / f"part-{task.index:05d}.tar"
+        tar = generate.image_shard(task.index)
         wanted = good.column("image_name").to_pylist()
         blobs: dict[str, bytes] = {}
         if wanted:
@@ -87,7 +58,8 @@ class ScoreStage(Stage):
 
         def flush() -> None:
             images = [im for _, im in batch]
-            cos = _scorer(self).cosines(images, [r["caption"] for r, _ in batch])
+            scorer = scorer_for(cfg, models_dir=self.models_dir)
+            cos = scorer.cosines(images, [r["caption"] for r, _ in batch])
             clip = clip_score(cos)
             # The worker's CPU budget (torch's thread count: what Ray gives the actor) computes SSIM.
             ssim = paper_ssim_batch(images, size=cfg.ssim_size, low=cfg.ssim_low, workers=threads)
@@ -130,7 +102,7 @@ class ScoreStage(Stage):
                     flush()
         if batch:
             flush()
-        fsio.write_table(self.data_path(task.index), pa.Table.from_pylist(rows, schema=schema.SCORE))
+        fsio.write_table(self.layout.shard(task.index), pa.Table.from_pylist(rows, schema=schema.SCORE))
         self.write_rejected(task, rejected)
         stats_extra = {
             "clip_sum": float(np.sum([r["clip"] for r in rows])),

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synthvlm import fsio, schema
-from synthvlm.stage import Stage, Task, TaskStats
+from synthvlm.core import fsio, schema
+from synthvlm.core.stage import Stage, Task, TaskStats
 
 
 def _order_key(value: np.ndarray) -> np.ndarray:
@@ -84,7 +84,7 @@ class SelectStage(Stage):
 
     def run_task(self, task: Task) -> TaskStats:
         cfg = self.config.select
-        files = sorted((self.run_dir / "score" / "data").glob("part-*.parquet"))
+        files = self.upstream_dir("score").shards()
         cols = ["key", "caption_id", "candidate_index", cfg.key]
         light = (
             pa.concat_tables([fsio.read_table(f, columns=cols) for f in files])
@@ -119,7 +119,7 @@ class SelectStage(Stage):
         selected = selected.append_column(
             "cutoff", pa.array(np.full(selected.num_rows, cutoff), type=pa.float64())
         )
-        fsio.write_table(self.data_path(0), selected.cast(schema.SELECTION))
+        fsio.write_table(self.layout.shard(0), selected.cast(schema.SELECTION))
 
         # Reason per input row: 0 selected, 1 not_selected, 2 not_best_of_n.
         reasons = np.full(light.num_rows, 2, dtype=np.int8)
@@ -142,7 +142,7 @@ class SelectStage(Stage):
             [columns.get(f.name, pa.nulls(n_rejected, f.type)) for f in schema.REJECTED],
             schema=schema.REJECTED,
         )
-        fsio.write_table(self.dir / "rejected" / f"{task.name}.parquet", rejected)
+        self.write_rejected_table(task, rejected)
         dropped = {"not_best_of_n": light.num_rows - len(ranked), "not_selected": len(ranked) - k}
         return TaskStats(
             light.num_rows, k, {r: n for r, n in dropped.items() if n}, {"cutoff": cutoff if k else 0.0}

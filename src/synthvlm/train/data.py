@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-LLAVA_JSON = "synthvlm_pretrain.json"  # the export's data file (synthvlm.stages.export.LLAVA_JSON)
+from synthvlm.core.layout import ExportDir
+from synthvlm.core.webdataset import iter_samples
+
 IMAGE_PLACEHOLDER = "<image>"
 PARQUET_BATCH_ROWS = 64
 
@@ -125,7 +127,7 @@ class LlavaSource:
 
 
 def _manifest_records(folder: Path) -> int:
-    return int(json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["records"])
+    return int(json.loads(ExportDir.manifest(folder).read_text(encoding="utf-8"))["records"])
 
 
 class WebDatasetSource:
@@ -140,7 +142,7 @@ class WebDatasetSource:
     @classmethod
     def from_folder(cls, folder: Path) -> WebDatasetSource:
         """An export's `webdataset/` folder; its manifest gives the record count."""
-        return cls(sorted(Path(folder).glob("*.tar")), records=_manifest_records(Path(folder)))
+        return cls(ExportDir.webdataset_shards(Path(folder)), records=_manifest_records(Path(folder)))
 
     def __len__(self) -> int:
         return self.records
@@ -151,23 +153,9 @@ class WebDatasetSource:
 
 
 def _iter_tar_samples(shard: Path) -> Iterator[Sample]:
-    """Group adjacent members by key (WebDataset writes a sample's members next to each other)."""
-    key: str | None = None
-    parts: dict[str, bytes] = {}
     with tarfile.open(shard, "r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            stem, _, ext = member.name.partition(".")
-            if stem != key:
-                if key is not None:
-                    yield _tar_sample(shard, key, parts)
-                key, parts = stem, {}
-            fh = tar.extractfile(member)
-            assert fh is not None
-            parts[ext] = fh.read()
-    if key is not None:
-        yield _tar_sample(shard, key, parts)
+        for key, parts in iter_samples(tar):
+            yield _tar_sample(shard, key, parts)
 
 
 def _tar_sample(shard: Path, key: str, parts: dict[str, bytes]) -> Sample:
@@ -212,14 +200,15 @@ def open_source(spec: DataSpec) -> SampleSource:
     path = spec.path
     if path.is_file():
         return LlavaSource(path, image_folder=spec.image_folder)
-    manifest = path / "manifest.json"
+    manifest = ExportDir.manifest(path)
     if not manifest.is_file():
         raise ValueError(
             f"{path} is neither a LLaVA JSON file nor a synthvlm export folder (no manifest.json)"
         )
     fmt = json.loads(manifest.read_text(encoding="utf-8"))["format"]
     if fmt == "llava":
-        return LlavaSource(path / LLAVA_JSON, image_folder=spec.image_folder or path / "images")
+        images = spec.image_folder or ExportDir.llava_images(path)
+        return LlavaSource(ExportDir.llava_json(path), image_folder=images)
     if spec.image_folder is not None:
         raise ValueError(f"{path}: images= applies to LLaVA JSON only; {fmt} exports carry their images")
     openers = {"webdataset": WebDatasetSource.from_folder, "parquet": ParquetSource.from_folder}

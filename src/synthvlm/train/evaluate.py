@@ -7,7 +7,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
 
 # The paper's table (as LLaVA-1.5 reports them) -> lmms-eval task names. VQAv2 and VizWiz are scored on
 # their test servers: lmms-eval writes the submission files; `local_splits` swaps in the val splits.

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, IterableDataset
 
-from synthvlm.errors import loading_model
+from synthvlm.core.errors import loading_model
 from synthvlm.train.data import DataSpec, Sample, SampleSource, open_training_data
 
 if TYPE_CHECKING:

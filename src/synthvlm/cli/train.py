@@ -56,7 +56,7 @@ def train(
 
     Multi-GPU: `accelerate launch -m synthvlm train ...`.
     """
-    from synthvlm.errors import UserError
+    from synthvlm.core.errors import UserError
 
     try:
         from synthvlm.train.pretrain import PretrainConfig, pretrain
@@ -111,7 +111,7 @@ def eval_cmd(
     run: Annotated[bool, typer.Option("--run", help="Launch it instead of only printing it.")] = False,
 ) -> None:
     """Print (or, with --run, launch) the lmms-eval command for the SynthVLM paper's benchmarks."""
-    from synthvlm.errors import UserError
+    from synthvlm.core.errors import UserError
     from synthvlm.train.evaluate import format_command, launch, lmms_eval_command
 
     try:

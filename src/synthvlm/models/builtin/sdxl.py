@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synthvlm.models.tiny import build_clip_tokenizer, build_once
+from synthvlm.models.builtin.clip import build_clip_tokenizer, build_once
 
 _TIME_EMBED_DIM = 8
 _TEXT_HIDDEN = 32  # hidden size (and projection size) of both tiny text encoders
@@ -171,10 +171,3 @@ def build_tiny_sdxl_refiner(path: str | Path) -> Path:
         return StableDiffusionXLImg2ImgPipeline(**_refiner_components(scratch))
 
     return _build(path, make)
-
-
-BUILDERS: dict[str, Callable[[Path], Path]] = {
-    "tiny-sdxl": build_tiny_sdxl,
-    "tiny-sdxl-refiner": build_tiny_sdxl_refiner,
-}
-"""Locally built models, by the NAME in a `builtin:NAME` model string."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from synthvlm import fsio
+from synthvlm.core import fsio
 
 
 def row_counts(files: Sequence[fsio.RunPath]) -> list[int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from synthvlm.curate.dedup import normalize
+from synthvlm.steps.dedup import normalize
 
 
 def ngrams(text: str, n: int) -> set[str]:
@@ -61,7 +61,7 @@ class EvalIndex:
     @classmethod
     def from_files(cls, paths: Sequence[str], *, n: int, fmt: str = "auto") -> EvalIndex:
         """Read evaluation captions with the ingest readers (any format they read), skipping bad records."""
-        from synthvlm.ingest.readers import Record, expand_inputs, read
+        from synthvlm.readers import Record, expand_inputs, read
 
         items = [
             EvalItem(rec.caption, rec.source_file, rec.source_index, rec.source_id)

@@ -25,11 +25,12 @@ def caption_images(
 
     Resumable like every stage: rerunning the same command does no work.
     """
-    from synthvlm import fsio, pipeline
+    from synthvlm import pipeline
     from synthvlm.config import RunConfig
-    from synthvlm.errors import UserError
+    from synthvlm.core import fsio
+    from synthvlm.core.errors import UserError
+    from synthvlm.core.stage import reset_stages, run_stage
     from synthvlm.executors import make_executor
-    from synthvlm.stage import reset_stages, run_stage
     from synthvlm.stages.caption import CaptionStage
 
     run_dir = fsio.run_path(run_dir)
@@ -85,7 +86,7 @@ def caption(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Caption real images with an image-to-text model; the next ingest reads the captions."""
-    from synthvlm.errors import UserError
+    from synthvlm.core.errors import UserError
 
     if recompute not in (None, "caption"):
         raise UserError(f"caption can only recompute itself (--from caption), not {recompute!r}")

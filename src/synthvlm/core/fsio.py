@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
 
 RunPath = Path | UPath
 """A run-directory path: a local `Path`, or a `UPath` on a remote fsspec filesystem."""

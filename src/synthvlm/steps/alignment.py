@@ -16,26 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from synthvlm.config import BUILTIN, AlignmentConfig
-from synthvlm.errors import UserError, loading_model
-
-_MODELS: dict[tuple[Any, ...], Any] = {}
-
-
-def resolve_model(model: str, *, models_dir: Path) -> str:
-    """`builtin:tiny-clip` / `builtin:tiny-blip-itm` are built locally; anything else is returned as is."""
-    if not model.startswith(BUILTIN):
-        return model
-    from synthvlm.models.tiny import build_tiny_clip
-    from synthvlm.models.tiny_lm import build_tiny_blip_itm
-
-    builders = {"tiny-clip": build_tiny_clip, "tiny-blip-itm": build_tiny_blip_itm}
-    name = model.removeprefix(BUILTIN)
-    if name not in builders:
-        raise UserError(
-            f"unknown builtin alignment model {model!r}; valid: {sorted(BUILTIN + k for k in builders)}"
-        )
-    return str(builders[name](models_dir / name))
+from synthvlm.config import AlignmentConfig
+from synthvlm.core.errors import loading_model
 
 
 class ItmScorer:
@@ -94,17 +76,17 @@ def load_image(ref: str, *, root: str | None) -> Image.Image | tuple[str, str]:
 
 
 def _scorers(config: AlignmentConfig, models_dir: Path) -> tuple[Any, Any]:
-    from synthvlm.devices import resolve_device
+    from synthvlm.core.devices import resolve_device
+    from synthvlm.models import registry
     from synthvlm.score.clip import ClipScorer
 
-    key = (config, str(models_dir))
-    if key not in _MODELS:
+    def build() -> tuple[Any, Any]:
         device = resolve_device(config.device)
         clip = (
             None
             if config.clip_model is None
             else ClipScorer(
-                resolve_model(config.clip_model, models_dir=models_dir),
+                registry.location(config.clip_model, models_dir=models_dir),
                 device=device,
                 prefix="",
                 batch_size=config.batch_size,
@@ -114,13 +96,14 @@ def _scorers(config: AlignmentConfig, models_dir: Path) -> tuple[Any, Any]:
             None
             if config.itm_model is None
             else ItmScorer(
-                resolve_model(config.itm_model, models_dir=models_dir),
+                registry.location(config.itm_model, models_dir=models_dir),
                 device=device,
                 batch_size=config.batch_size,
             )
         )
-        _MODELS[key] = (clip, itm)
-    return _MODELS[key]
+        return clip, itm
+
+    return registry.cached("alignment", (config, str(registry.builtin_dir(models_dir))), build)
 
 
 def align_table(

@@ -6,37 +6,15 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from synthvlm.config import RunConfig
-from synthvlm.ray_executor import RayExecutor
-from synthvlm.stage import Stage, Task, execute_task
+from synthvlm.core.stage import Stage, Task
+from synthvlm.executors.local import LocalExecutor
+from synthvlm.executors.ray import RayExecutor
 
 
 class Executor(Protocol):
     """Runs the given pending tasks of one phase of a stage; returns when all are committed."""
 
     def map(self, stage: Stage, tasks: Sequence[Task]) -> None: ...
-
-
-class LocalExecutor:
-    """Runs tasks one after another in this process, with a progress bar per phase."""
-
-    def __init__(self, *, progress: bool = True) -> None:
-        self.progress = progress
-
-    @classmethod
-    def from_config(cls, config: RunConfig, *, progress: bool = True) -> LocalExecutor:
-        """The local executor takes nothing from the config."""
-        return cls(progress=progress)
-
-    def map(self, stage: Stage, tasks: Sequence[Task]) -> None:
-        if not tasks:
-            return
-        from synthvlm.progress import task_progress
-
-        label = f"{stage.name}/{tasks[0].phase}"
-        with task_progress(label, total=len(tasks), unit=stage.unit, enabled=self.progress) as shard_done:
-            for task in tasks:
-                execute_task(stage, task)
-                shard_done()
 
 
 EXECUTORS: dict[str, type] = {"local": LocalExecutor, "ray": RayExecutor}

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from synthvlm.errors import loading_model
+from synthvlm.core.errors import loading_model
 
 _STRIP = " \t\r\n\"'`*"
 

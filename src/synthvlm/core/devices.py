@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthvlm.errors import UserError
+from synthvlm.core.errors import UserError
 
 
 def resolve_device(device: str) -> str:

@@ -13,10 +13,11 @@ import collections
 from collections.abc import Sequence
 from typing import Any
 
-from synthvlm import fsio
 from synthvlm.config import RayConfig, RunConfig
-from synthvlm.errors import ShardFailedError, UserError
-from synthvlm.stage import Stage, Task, execute_task
+from synthvlm.core import fsio
+from synthvlm.core.driver import execute_task
+from synthvlm.core.errors import ShardFailedError, UserError
+from synthvlm.core.stage import Stage, Task
 
 
 def import_ray() -> Any:
@@ -79,7 +80,7 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             ray.init(address=self.config.address)
-        from synthvlm.progress import task_progress
+        from synthvlm.core.progress import task_progress
 
         if self._threads is None:
             self._threads = self.config.threads or _torch_threads()
@@ -214,7 +215,7 @@ class RayExecutor:
             idle.append(worker)
             shard_done()
         # Nothing runs now; temporary files here were left by killed workers and belong to no output.
-        fsio.remove_stale_temps(stage.dir)
+        fsio.remove_stale_temps(stage.layout.root)
         if failed:
             lines = "; ".join(f"{name}: {error}" for name, error in sorted(failed.items()))
             raise ShardFailedError(

@@ -12,9 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synthvlm import fsio, pipeline
+from synthvlm import pipeline
 from synthvlm.config import RunConfig, load_config, parse_config
-from synthvlm.errors import ShardFailedError, UserError
+from synthvlm.core import fsio
+from synthvlm.core.errors import ShardFailedError, UserError
 
 app = typer.Typer(
     help="Build SynthVLM-style synthetic image-caption datasets: "
@@ -372,9 +373,9 @@ _PRESET_KEYS = {
 
 def _register_feature_commands() -> None:
     """Commands that live with their feature package."""
-    from synthvlm.curate.commands import register as register_curate
-    from synthvlm.report.commands import register as register_report
-    from synthvlm.train.commands import register as register_train
+    from synthvlm.cli.caption import register as register_curate
+    from synthvlm.cli.report import register as register_report
+    from synthvlm.cli.train import register as register_train
 
     register_curate(app)
     register_report(app)

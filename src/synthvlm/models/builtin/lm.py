@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synthvlm.models.tiny import _byte_chars, _write_text, build_once, seeded
+from synthvlm.models.builtin.clip import _byte_chars, _write_text, build_once, seeded
 
 EOS = "<|endoftext|>"
 # Merges so that "Yes" and "No" are single tokens: the judge tests steer a model to one of them.

@@ -1,8 +1,20 @@
-"""Arrow schemas of every table synthvlm writes: one per stage, plus the shared rejected-row table."""
+"""Arrow schemas of every table synthvlm writes: one per stage, their intermediate tables, the shared
+rejected-row table, the Parquet export and `score-dataset`'s table."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
+
+CAPTIONED = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("image", pa.string(), nullable=False),
+    ]
+)
+"""Caption stage output: the columns ingest's Parquet reader takes as id, caption and image reference."""
 
 CAPTION = pa.schema(
     [
@@ -15,6 +27,15 @@ CAPTION = pa.schema(
     ]
 )
 """A caption in the pool (ingest and curate output). `source_index` is the 1-based line or record number."""
+
+FILTERED = CAPTION.append(pa.field("text_hash", pa.uint64(), nullable=False))
+"""Curate's rule-filter output when exact dedup follows: the caption plus its normalised-text hash."""
+
+DEDUP_PLAN = pa.schema([pa.field("keep", pa.bool_(), nullable=False), pa.field("dup_of", pa.string())])
+"""Curate's exact-dedup plan, one row per caption of a shard: kept, or the id it duplicates."""
+
+NEARDUP_PLAN = DEDUP_PLAN.append(pa.field("dup_of_caption", pa.string()))
+"""Curate's near-dedup plan: the dedup plan plus the caption of the cluster's representative."""
 
 REJECTED = pa.schema(
     [
@@ -85,3 +106,50 @@ SELECTION = pa.schema(
     [*SCORE, pa.field("rank", pa.int64(), nullable=False), pa.field("cutoff", pa.float64(), nullable=False)]
 )
 """A selected candidate with its 1-based rank and the selection's cut-off value of the ranking key."""
+
+EXPORT_PARQUET_FEATURES = {
+    "key": {"dtype": "string", "_type": "Value"},
+    "caption": {"dtype": "string", "_type": "Value"},
+    "image": {"_type": "Image"},
+    "caption_id": {"dtype": "string", "_type": "Value"},
+    "candidate_index": {"dtype": "int32", "_type": "Value"},
+    "clip": {"dtype": "float64", "_type": "Value"},
+    "ssim": {"dtype": "float64", "_type": "Value"},
+    "weighted": {"dtype": "float64", "_type": "Value"},
+    "rank": {"dtype": "int64", "_type": "Value"},
+}
+"""The Parquet export's columns as `datasets` features."""
+
+EXPORT_PARQUET = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
+        pa.field("caption_id", pa.string()),
+        pa.field("candidate_index", pa.int32()),
+        pa.field("clip", pa.float64()),
+        pa.field("ssim", pa.float64()),
+        pa.field("weighted", pa.float64()),
+        pa.field("rank", pa.int64()),
+    ],
+    # `datasets` reads this to decode the image column as an Image feature.
+    metadata={"huggingface": json.dumps({"info": {"features": EXPORT_PARQUET_FEATURES}})},
+)
+"""The Parquet export: image bytes in `datasets`' Image struct, caption and scores."""
+
+SCORED_PAIR = pa.schema(
+    [
+        pa.field("index", pa.int64(), nullable=False),
+        pa.field("id", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("image", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("clip", pa.float64()),
+        pa.field("ssim", pa.float64()),
+        pa.field("weighted", pa.float64()),
+    ]
+)
+"""One pair `score-dataset` read: `status` is "ok" (scores set) or the reason it could not be scored."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthvlm.models.tiny import build_once, save_clip, seeded
+from synthvlm.models.builtin.clip import build_once, save_clip, seeded
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN)

@@ -11,30 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synthvlm.config import BUILTIN
-from synthvlm.errors import UserError, loading_model
-
-BUILTIN_LMS = ("tiny-lm",)
-"""Locally built causal LMs, by the NAME of a `builtin:NAME` model string."""
-
-
-def resolve_lm(model: str, *, models_dir: str | Path) -> str:
-    """A model string as `from_pretrained` takes it: `builtin:tiny-lm` is built into `models_dir` first."""
-    if not model.startswith(BUILTIN):
-        return model
-    name = model.removeprefix(BUILTIN)
-    if name not in BUILTIN_LMS:
-        raise UserError(
-            f"unknown builtin language model {model!r}; valid: {[BUILTIN + n for n in BUILTIN_LMS]}"
-        )
-    from synthvlm.models.tiny_lm import build_tiny_lm
-
-    return str(build_tiny_lm(Path(models_dir) / name))
+from synthvlm.core.errors import loading_model
 
 
 class PerplexityScorer:

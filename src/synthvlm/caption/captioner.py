@@ -12,27 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from synthvlm.config import BUILTIN
-from synthvlm.errors import UserError, loading_model
-
-_CAPTIONERS: dict[tuple[Any, ...], Captioner] = {}
-
-BUILTIN_CAPTIONERS = ("tiny-blip-caption",)
-"""Models built locally (random weights) for offline tests, as `builtin:NAME`."""
-
-
-def resolve_captioner(model: str, *, models_dir: Path) -> str:
-    """`builtin:tiny-blip-caption` is built into `models_dir`; any other name (hub id, path) is kept."""
-    if not model.startswith(BUILTIN):
-        return model
-    name = model.removeprefix(BUILTIN)
-    if name not in BUILTIN_CAPTIONERS:
-        raise UserError(
-            f"unknown builtin caption model {model!r}; valid: {[BUILTIN + n for n in BUILTIN_CAPTIONERS]}"
-        )
-    from synthvlm.models.tiny_blip import build_tiny_blip_caption
-
-    return str(build_tiny_blip_caption(models_dir / name))
+from synthvlm.core.errors import loading_model
 
 
 class Captioner:
@@ -92,12 +72,20 @@ class Captioner:
 
 
 def get_captioner(
-    model: str, *, device: str, batch_size: int, max_new_tokens: int, prompt: str | None
+    model: str, *, models_dir: Path, device: str, batch_size: int, max_new_tokens: int, prompt: str | None
 ) -> Captioner:
     """The process-wide captioner for these settings (one model load per worker)."""
-    key = (model, device, batch_size, max_new_tokens, prompt)
-    if key not in _CAPTIONERS:
-        _CAPTIONERS[key] = Captioner(
-            model, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens, prompt=prompt
-        )
-    return _CAPTIONERS[key]
+    from synthvlm.models import registry
+
+    key = (model, str(registry.builtin_dir(models_dir)), device, batch_size, max_new_tokens, prompt)
+    return registry.cached(
+        "caption",
+        key,
+        lambda: Captioner(
+            registry.location(model, models_dir=models_dir),
+            device=device,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            prompt=prompt,
+        ),
+    )

@@ -1,4 +1,4 @@
-"""Image encoding and WebDataset-layout tar shards with deterministic bytes."""
+"""WebDataset tar shards: writing them with deterministic bytes, and the one sample reader (one key rule)."""
 
 from __future__ import annotations
 
@@ -75,3 +75,31 @@ def iter_tar(path: Path, names: set[str] | None = None) -> Iterator[tuple[str, b
                 fh = tar.extractfile(member)
                 assert fh is not None
                 yield member.name, fh.read()
+
+
+def sample_key(name: str) -> tuple[str, str]:
+    """WebDataset's split of a member name: the key runs up to the first dot of the base name (its folder
+    kept), the extension is the rest: `a/b.c.jpg` -> (`a/b`, `c.jpg`)."""
+    folder, _, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), ext
+
+
+def iter_samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of an open tar in order, as (key, {extension: bytes}); adjacent members with one key
+    form one sample, as WebDataset groups them (a key that comes back later is a second sample)."""
+    key: str | None = None
+    parts: dict[str, bytes] = {}
+    for member in tar:
+        if not member.isfile():
+            continue
+        member_key, ext = sample_key(member.name)
+        if member_key != key and key is not None:
+            yield key, parts
+            parts = {}
+        key = member_key
+        fh = tar.extractfile(member)
+        assert fh is not None
+        parts[ext] = fh.read()
+    if key is not None:
+        yield key, parts

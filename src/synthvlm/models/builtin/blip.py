@@ -5,8 +5,8 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from synthvlm.models.tiny import _write_text, build_once, seeded
-from synthvlm.models.tiny_lm import _BERT_SPECIAL, BLIP_DIMS, tiny_blip_config
+from synthvlm.models.builtin.clip import _write_text, build_once, seeded
+from synthvlm.models.builtin.lm import _BERT_SPECIAL, BLIP_DIMS, tiny_blip_config
 
 _MARKER = "model.safetensors"
 _WORDS = ("a", "dog", "cat", "the", "on", "of", "in", "man", "woman", "photo", "red", "street", "with", "and")

@@ -61,7 +61,7 @@ def score_dataset(
     """Score an existing image-caption dataset with the pipeline's CLIPScore, SSIM and weighted score."""
     from synthvlm import pipeline
     from synthvlm.config import ScoreConfig
-    from synthvlm.errors import UserError
+    from synthvlm.core.errors import UserError
     from synthvlm.report.score_dataset import score_dataset as run_scoring
 
     score = ScoreConfig()

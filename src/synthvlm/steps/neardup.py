@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthvlm.curate.dedup import normalize
+from synthvlm.steps.dedup import normalize
 
 _CHUNK_SHINGLES = 1 << 17
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))

@@ -1,1 +1,0 @@
-"""Caption curation: Data-Juicer-compatible rule-based filters, then exact dedup of normalised text."""

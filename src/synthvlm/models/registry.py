@@ -1,0 +1,118 @@
+"""Model names to what `from_pretrained` loads, and the one per-process cache of loaded models.
+
+A model string is one of: `builtin:NAME` (a tiny random-weight model synthvlm builds locally from a
+config: tests and the offline demo), a local folder, or a hub id. Every stage, step and report resolves
+models here, so the rule and its error text exist once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from synthvlm.core.errors import UserError
+
+T = TypeVar("T")
+
+BUILTIN = "builtin:"
+"""Prefix of model names that synthvlm builds locally from configs (random weights) instead of loading."""
+
+BUILTIN_NAMES = (
+    "tiny-blip-caption",
+    "tiny-blip-itm",
+    "tiny-clip",
+    "tiny-llava",
+    "tiny-lm",
+    "tiny-sdxl",
+    "tiny-sdxl-refiner",
+)
+"""Every `builtin:NAME` model, each built by `synthvlm.models.builtin`."""
+
+SHARED_BUILTIN_ENV = "SYNTHVLM_BUILTIN_MODELS"
+"""When set, a folder where `builtin:` models are built once and shared by every run (else each run keeps
+its own under RUN/models). The builds are deterministic, so either way a model's files hash the same."""
+
+
+def _builder(name: str) -> Callable[[Path], Path]:
+    from synthvlm.models.builtin import blip, clip, llava, lm, sdxl
+
+    return {
+        "tiny-blip-caption": blip.build_tiny_blip_caption,
+        "tiny-blip-itm": lm.build_tiny_blip_itm,
+        "tiny-clip": clip.build_tiny_clip,
+        "tiny-llava": llava.build_tiny_llava,
+        "tiny-lm": lm.build_tiny_lm,
+        "tiny-sdxl": sdxl.build_tiny_sdxl,
+        "tiny-sdxl-refiner": sdxl.build_tiny_sdxl_refiner,
+    }[name]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where to load a configured model from."""
+
+    name: str
+    """The model string as configured (what provenance records)."""
+    location: str
+    """What `from_pretrained` takes: a folder path or a hub id."""
+    local: bool
+    """Whether `location` is a local folder (loaded with `local_files_only`)."""
+
+
+def is_builtin(model: str) -> bool:
+    return model.startswith(BUILTIN)
+
+
+def check_builtin(model: str) -> None:
+    """Refuse an unknown `builtin:` name, listing the valid ones."""
+    if is_builtin(model) and model.removeprefix(BUILTIN) not in BUILTIN_NAMES:
+        valid = ", ".join(BUILTIN + n for n in BUILTIN_NAMES)
+        raise UserError(f"unknown builtin model {model!r}; valid: {valid}")
+
+
+def builtin_dir(models_dir: Path) -> Path:
+    """The folder builtin models are built into: the shared one when configured, else `models_dir`."""
+    shared = os.environ.get(SHARED_BUILTIN_ENV)
+    return Path(shared) if shared else Path(models_dir)
+
+
+def resolve(model: str, *, models_dir: Path) -> Source:
+    """A model string as `from_pretrained` takes it; `builtin:` models are built first (once)."""
+    if is_builtin(model):
+        check_builtin(model)
+        name = model.removeprefix(BUILTIN)
+        return Source(model, str(_builder(name)(builtin_dir(models_dir) / name)), True)
+    if Path(model).is_dir():
+        return Source(model, model, True)
+    return Source(model, model, False)
+
+
+def location(model: str, *, models_dir: Path) -> str:
+    """`resolve(model).location`: for loaders that take a folder or hub id alike."""
+    return resolve(model, models_dir=models_dir).location
+
+
+_LOADED: dict[str, tuple[Hashable, Any]] = {}
+
+
+def cached(role: str, key: Hashable, build: Callable[[], T]) -> T:
+    """The model (or index, or client) of `role` in this worker process, built on first use.
+
+    One rule for every role: a process holds one per role, and a different `key` for a role replaces the
+    previous one, so a long-lived worker never accumulates models of configs it no longer runs.
+    """
+    held = _LOADED.get(role)
+    if held is not None and held[0] == key:
+        return held[1]
+    _LOADED.pop(role, None)  # free the old one before building the new
+    value = build()
+    _LOADED[role] = (key, value)
+    return value
+
+
+def clear_cache() -> None:
+    """Drop every loaded model of this process."""
+    _LOADED.clear()
