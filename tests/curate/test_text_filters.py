@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthvlm.steps import filters as text_filters
 from synthvlm.steps.filters import (
     FILTERS,
     RECIPES,
@@ -23,9 +22,14 @@ from synthvlm.steps.filters import (
     WordRepetitionFilter,
     WordsNumFilter,
     apply_filters,
+    base,
     build_filter,
     dj_words,
+    flagged_words,
+    flagged_words_filter,
+    kernels,
 )
+from synthvlm.steps.filters.base import lower_bound, upper_bound
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -178,10 +182,12 @@ def test_hash_collisions_are_settled_exactly(name: str, monkeypatch: pytest.Monk
     def weak(real):
         return lambda *args: real(*args) % np.uint64(5) * np.uint64(0x0101010101010101)
 
-    monkeypatch.setattr(text_filters, "_slice_hashes", weak(text_filters._slice_hashes))
-    monkeypatch.setattr(text_filters, "_window_hashes", weak(text_filters._window_hashes))
-    text_filters._flagged_table.cache_clear()
-    monkeypatch.setattr(text_filters, "_flagged_table", text_filters._flagged_table.__wrapped__)
+    monkeypatch.setattr(kernels, "slice_hashes", weak(kernels.slice_hashes))
+    monkeypatch.setattr(kernels, "window_hashes", weak(kernels.window_hashes))
+    flagged_words_filter._flagged_table.cache_clear()
+    monkeypatch.setattr(
+        flagged_words_filter, "_flagged_table", flagged_words_filter._flagged_table.__wrapped__
+    )
     rng = random.Random(1)
     texts = ["".join(rng.choice("ab ab!Σ\tİ") for _ in range(rng.randrange(0, 30))) for _ in range(300)]
     texts += ["fuck ass anal", "Ass, ANUS!", "sas ssa", "a b a b a b c", "ab" * 12, "x"]
@@ -198,7 +204,7 @@ def test_hash_collisions_are_settled_exactly(name: str, monkeypatch: pytest.Monk
 def test_chunks_do_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
     texts = ["abcabcabcabcabc", "", "x y z", "fuck it", "a b " * 12, "Σ"] * 3
     whole = {name: cls().compute(texts).tolist() for name, cls in FILTERS.items()}
-    monkeypatch.setattr(text_filters, "_CHUNK_ROWS", 4)
+    monkeypatch.setattr(base, "_CHUNK_ROWS", 4)
     assert {name: cls().compute(texts).tolist() for name, cls in FILTERS.items()} == whole
 
 
@@ -208,6 +214,8 @@ class _Spy(TextFilter):
 
     name = "spy"
     seen: list[list[str]] = field(default_factory=list)
+    min_value: float = lower_bound(0.0)
+    max_value: float = upper_bound(0.0)
 
     def compute(self, captions):  # type: ignore[override]
         self.seen.append(list(captions))
@@ -218,9 +226,6 @@ class _Spy(TextFilter):
 
     def _stat_one(self, text: str) -> float:
         raise NotImplementedError
-
-    def _bounds(self) -> tuple[float, float]:
-        return 0.0, 0.0
 
 
 def test_apply_filters_order_and_first_drop() -> None:
@@ -308,7 +313,7 @@ def test_build_filter_errors(name: str, params: dict, message: str) -> None:
 
 
 def test_flagged_word_list() -> None:
-    words = text_filters.flagged_words()
+    words = flagged_words()
     assert len(words) == 158
     # each entry must be a whole refined word: lower case, no separator, no special character at either end
     assert all(dj_words(w, lower=True) == [w] for w in words)
