@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Tiny `builtin:` models are built once per test session and shared by every run (CLI subprocesses
+# inherit it); their files hash the same wherever they are built, so outputs do not change.
+_SHARED_MODELS = tempfile.mkdtemp(prefix="synthvlm-test-models-")
+os.environ["SYNTHVLM_BUILTIN_MODELS"] = _SHARED_MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -16,6 +22,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run tests that need real hub weights")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SHARED_MODELS, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

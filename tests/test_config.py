@@ -45,4 +45,68 @@ def test_every_field_is_documented():
         if not prop.get("description")
     ]
     assert undocumented == []
-    assert len(schema["$defs"]) == 14
+
+
+def test_validators_never_mutate_and_updated_works_for_every_section():
+    from synthvlm.config import RunConfig
+
+    config = RunConfig()
+    assert config.select.top_k is None and config.generate.steps is None  # as given: nothing filled in
+    assert config.resolved().select.top_k == 100_000 and config.resolved().generate.steps == 60
+    assert config.updated("select", fraction=0.5).resolved().select.top_k is None
+    for section, field, value in [
+        ("ingest", "shard_rows", 7),
+        ("curate", "recipe", "none"),
+        ("generate", "steps", 3),
+        ("score", "ssim_weight", 0.25),
+        ("select", "threshold", 0.3),
+        ("export", "rows_per_shard", 5),
+        ("ray", "actors", 3),
+        ("caption", "batch_size", 2),
+    ]:
+        assert getattr(getattr(config.updated(section, **{field: value}), section), field) == value
+
+
+def test_an_explicit_field_beats_the_preset_and_survives_a_preset_switch():
+    config = parse_config({"generate": {"preset": "sdxl", "width": 512, "steps": 8}}, origin="r")
+    resolved = config.resolved().generate
+    assert (resolved.width, resolved.height, resolved.steps, resolved.guidance) == (512, 1024, 8, 20.0)
+    tiny = config.updated("generate", preset="tiny").resolved().generate
+    assert (tiny.model, tiny.width, tiny.height, tiny.steps, tiny.guidance) == (
+        "builtin:tiny-sdxl",
+        512,
+        64,
+        8,
+        5.0,
+    )
+
+
+def test_every_path_field_resolves_relative_to_the_recipe(tmp_path):
+    import yaml
+
+    from synthvlm.config import load_config
+
+    recipe = tmp_path / "recipes" / "r.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "ingest": {"inputs": ["caps/*.jsonl", "/abs/x.json"]},
+                "caption": {"inputs": ["imgs"]},
+                "curate": {
+                    "decontamination": {"eval_files": ["eval/coco.json"]},
+                    "judge": {"model": "m", "template": "prompt.txt"},
+                    "alignment": {"image_root": "images"},
+                },
+                "export": {"out": "s3://bucket/out"},
+            }
+        )
+    )
+    config = load_config(recipe)
+    base = recipe.parent
+    assert config.ingest.inputs == [str(base / "caps/*.jsonl"), "/abs/x.json"]
+    assert config.caption.inputs == [str(base / "imgs")]
+    assert config.curate.decontamination.eval_files == [str(base / "eval/coco.json")]
+    assert config.curate.judge.template == str(base / "prompt.txt")
+    assert config.curate.alignment.image_root == str(base / "images")
+    assert config.export.out == "s3://bucket/out"  # URLs are left alone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -290,15 +291,17 @@ class GenerateConfig(_Model):
     `compile`: torchao fuses the activation scaling into the matmuls only in compiled graphs."""
 
     @model_validator(mode="after")
-    def _apply_preset(self) -> GenerateConfig:
+    def _known_preset(self) -> GenerateConfig:
         if self.preset not in GENERATE_PRESETS:
             raise ValueError(f"unknown generate preset {self.preset!r}; valid: {sorted(GENERATE_PRESETS)}")
-        for key, value in GENERATE_PRESETS[self.preset].items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, value)
-        if self.model is None:
+        if self.model is None and "model" not in GENERATE_PRESETS[self.preset]:
             raise ValueError("generate.model is not set and the preset does not set it")
         return self
+
+    def resolved(self) -> GenerateConfig:
+        """This config with every field it leaves unset taken from its preset (explicit fields win)."""
+        preset = GENERATE_PRESETS[self.preset]
+        return self.model_copy(update={k: v for k, v in preset.items() if getattr(self, k) is None})
 
 
 class ScoreConfig(_Model):
@@ -314,6 +317,10 @@ class ScoreConfig(_Model):
     """SSIM's reference: the image resized to this square size (bilinear, grayscale; docs/metrics.md)."""
     ssim_low: int = Field(336, gt=0)
     """SSIM's degraded copy: the reference resized down to this size and back up."""
+    ssim_data_range: Literal[255, 2] = 255
+    """SSIM's data_range. 255: the exact SSIM of the uint8 grayscale images. 2: as the paper's numbers
+    (Table 4: the images as floats in [0, 255] with scikit-image's pre-0.20 float range; docs/metrics.md).
+    Left out of the score fingerprint when 255, so runs made before the field existed still match."""
     ssim_weight: float = 0.5
     """lambda in weighted = clip + lambda * ssim."""
     batch_size: int = Field(32, gt=0)
@@ -338,12 +345,20 @@ class SelectConfig(_Model):
 
     @model_validator(mode="after")
     def _one_cut(self) -> SelectConfig:
-        given = [k for k in ("top_k", "fraction", "threshold") if getattr(self, k) is not None]
+        given = [k for k in CUTS if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"select takes one of top_k, fraction, threshold; got {given}")
-        if not given:
-            object.__setattr__(self, "top_k", 100_000)
         return self
+
+    def resolved(self) -> SelectConfig:
+        """This config with its cut explicit: top_k 100000 when none is given."""
+        if any(getattr(self, k) is not None for k in CUTS):
+            return self
+        return self.model_copy(update={"top_k": 100_000})
+
+
+CUTS = ("top_k", "fraction", "threshold")
+"""The select cuts, of which a config gives at most one."""
 
 
 class ExportConfig(_Model):
@@ -413,14 +428,22 @@ class RunConfig(_Model):
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     """Optional source stage: captions for real images (`synthvlm caption`)."""
 
-    def updated(self, section: str, **changes: Any) -> RunConfig:
-        """A copy with some fields of one section replaced (None values are ignored)."""
+    def updated(self, section: str, *, unset: Sequence[str] = (), **changes: Any) -> RunConfig:
+        """A validated copy with fields of one section replaced (None values are ignored) and the fields
+        named in `unset` returned to their defaults."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        if not changes:
+        if not changes and not unset:
             return self
         data = self.model_dump()
+        for key in unset:
+            data[section].pop(key)
         data[section].update(changes)
         return parse_config(data, origin="command line")
+
+    def resolved(self) -> RunConfig:
+        """The explicit view the stages run and fingerprint: presets and default cuts filled in."""
+        resolved = {"generate": self.generate.resolved(), "select": self.select.resolved()}
+        return self.model_copy(update=resolved)
 
 
 def parse_config(data: dict[str, Any], *, origin: str) -> RunConfig:
@@ -445,14 +468,40 @@ def load_config(path: str | Path) -> RunConfig:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
-    ingest = data.get("ingest")
-    if isinstance(ingest, dict) and isinstance(ingest.get("inputs"), list):
-        # Relative inputs are relative to the recipe file, so a recipe works from any directory.
-        base = path.resolve().parent
-        ingest["inputs"] = [str(base / p) if isinstance(p, str) else p for p in ingest["inputs"]]
+    _resolve_paths(data, base=path.resolve().parent)
     return parse_config(data, origin=str(path))
 
 
+PATH_FIELDS = (
+    ("ingest", "inputs"),
+    ("caption", "inputs"),
+    ("curate", "decontamination", "eval_files"),
+    ("curate", "judge", "template"),
+    ("curate", "alignment", "image_root"),
+    ("curate", "perplexity", "tokenizer"),
+    ("export", "out"),
+)
+"""Fields holding file paths (or lists of them): relative ones in a recipe are relative to the recipe file,
+so a recipe works from any directory. Model fields are not among them: a relative name there is a hub id."""
+
+
+def _resolve_paths(data: dict[str, Any], *, base: Path) -> None:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            return str(base / value)
+        return value
+
+    for *parents, leaf in PATH_FIELDS:
+        section: Any = data
+        for key in parents:
+            section = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or section.get(leaf) is None:
+            continue
+        value = section[leaf]
+        section[leaf] = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
+
+
 def dump_config(config: RunConfig) -> str:
-    """The resolved config as YAML (every default and preset value written out)."""
+    """The config as YAML, every default written out; preset fields left unset stay null (the stage
+    fingerprints hold the resolved values)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

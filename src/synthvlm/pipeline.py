@@ -8,18 +8,16 @@ from typing import Any
 import yaml
 
 from synthvlm.config import RunConfig, dump_config, parse_config
-from synthvlm.core import fsio
+from synthvlm.core import fsio, layout
 from synthvlm.core.driver import check_fingerprint, funnel, is_complete, needs_first, reset_stages, run_stage
 from synthvlm.core.errors import UserError
 from synthvlm.executors import make_executor
 from synthvlm.stages import ORDER, STAGES
 
-CONFIG_FILE = "config.yaml"
-
 
 def load_run_config(run_dir: str | fsio.RunPath) -> RunConfig | None:
     """The resolved config saved in a run directory, or None for a new run."""
-    path = fsio.run_path(run_dir) / CONFIG_FILE
+    path = layout.config_path(fsio.run_path(run_dir))
     if not path.exists():
         return None
     return parse_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, origin=str(path))
@@ -27,33 +25,38 @@ def load_run_config(run_dir: str | fsio.RunPath) -> RunConfig | None:
 
 def save_run_config(run_dir: str | fsio.RunPath, config: RunConfig) -> None:
     """Write the resolved config into the run directory."""
-    fsio.write_bytes(fsio.run_path(run_dir) / CONFIG_FILE, dump_config(config).encode())
+    fsio.write_bytes(layout.config_path(fsio.run_path(run_dir)), dump_config(config).encode())
 
 
 def run(
     run_dir: str | fsio.RunPath,
     config: RunConfig,
     *,
-    stages: Sequence[str] = tuple(ORDER),
+    stages: Sequence[str] | None = None,
     recompute_from: str | None = None,
     executor: str = "local",
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Run `stages` in pipeline order, resuming completed work; returns each stage's funnel.
+    """Run `stages` (default: every stage the config enables) in pipeline order, resuming completed work;
+    returns each stage's funnel.
 
     `recompute_from` deletes that stage and every later one first (the CLI's --from). `run_dir` is a
-    local path or any fsspec URL (`s3://bucket/run`).
+    local path or any fsspec URL (`s3://bucket/run`). Every refusal comes before anything is written.
     """
     run_dir = fsio.run_path(run_dir)
+    if stages is None:
+        stages = [name for name in ORDER if STAGES[name].enabled(config)]
     unknown = [s for s in [*stages, *([recompute_from] if recompute_from else [])] if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage {unknown[0]!r}; valid: {', '.join(ORDER)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a run directory: pass a folder to --run")
     reset = ORDER[ORDER.index(recompute_from) :] if recompute_from else []
+    planned = {name: STAGES[name](run_dir, config) for name in ORDER if name in stages}
     # Refuse before anything is deleted or the saved config replaced.
-    for name in stages:
-        for needed in STAGES[name].upstream:
-            if needed in stages:
+    for name, stage in planned.items():
+        for needed in stage.upstream:
+            if needed in planned:
                 continue
             if needed in reset:
                 raise UserError(
@@ -63,22 +66,24 @@ def run(
                 )
             if not is_complete(run_dir, needed):
                 raise needs_first(run_dir, name, needed)
-        if name not in reset and (run_dir / name / "fingerprint.json").exists():
-            check_fingerprint(STAGES[name](run_dir, config), record=False)
+        if name not in reset and stage.layout.fingerprint.exists():
+            check_fingerprint(stage, record=False)
+        elif not any(needed in planned for needed in stage.upstream):
+            stage.settings()  # a bad input or setting is refused now, not after earlier stages ran
+    run_dir.mkdir(parents=True, exist_ok=True)
     reset_stages(run_dir, reset)
     save_run_config(run_dir, config)
     runner = make_executor(executor, config=config, progress=progress)
-    results = {}
-    for name in ORDER:
-        if name in stages:
-            results[name] = run_stage(STAGES[name](run_dir, config), runner)
-    return results
+    return {name: run_stage(stage, runner) for name, stage in planned.items()}
 
 
 def status(run_dir: str | fsio.RunPath) -> dict[str, Any]:
     """`{"stages": {name: {"in", "kept", "dropped", ...}}}` for every stage that has started."""
     run_dir = fsio.run_path(run_dir)
-    if not (run_dir / CONFIG_FILE).exists():
-        raise UserError(f"{run_dir} is not a synthvlm run directory (no {CONFIG_FILE})")
-    names = ["caption", *ORDER]  # caption is an optional source stage before ingest
-    return {"stages": {name: funnel(run_dir, name) for name in names if (run_dir / name).is_dir()}}
+    if not layout.is_run_dir(run_dir):
+        raise UserError(f"{run_dir} is not a synthvlm run directory (no {layout.CONFIG})")
+    return {
+        "stages": {
+            name: funnel(run_dir, name) for name in ORDER if layout.StageDir(run_dir, name).root.is_dir()
+        }
+    }

@@ -74,7 +74,7 @@ def anchor(gpu_type: str, config: RunConfig) -> Measured:
         raise UserError(
             f"no measured cost for {gpu_type}: pass --seconds-per-image or --run with generate timings"
         )
-    gen = config.generate
+    gen = config.generate.resolved()
     measured = ANCHORS[gpu_type][bool(gen.compile)]
     unmeasured = [
         f"{key}: {value}"
@@ -124,7 +124,7 @@ def project(
         raise UserError("--gpus must be at least 1 and the caption count non-negative")
     if measured.seconds_per_image <= 0:
         raise UserError(f"the per-image cost must be positive, got {measured.seconds_per_image} s")
-    gen = config.generate
+    gen = config.generate.resolved()
     if measured.model is not None and measured.model != gen.model:
         raise UserError(
             f"the measured cost is for {measured.model}, the recipe generates with {gen.model}: costs do not "

@@ -14,6 +14,7 @@ from PIL import Image
 from synthvlm import pipeline
 from synthvlm.cli.caption import caption_images
 from synthvlm.core.driver import funnel
+from synthvlm.core.errors import UserError
 from synthvlm.steps.alignment import load_image
 
 MODEL = "builtin:tiny-blip-caption"
@@ -195,3 +196,14 @@ def test_cli_caption_then_ingest_without_inputs(tmp_path: Path, folder: Path, mo
     refused = cli(*args[:-3], "--max-new-tokens", "7", "-q")
     assert refused.returncode == 2 and "--from caption" in refused.stderr
     assert cli(*args[:-3], "--max-new-tokens", "7", "--from", "caption", "-q").returncode == 0
+
+
+def test_a_refused_caption_config_is_not_saved(tmp_path: Path, folder: Path, models: Path) -> None:
+    run = _run(tmp_path, models, "run")
+    caption_images(run, [str(folder)], model=MODEL, max_new_tokens=6, progress=False)
+    saved = (run / "config.yaml").read_text()
+    with pytest.raises(UserError) as info:
+        caption_images(run, [str(folder)], model=MODEL, max_new_tokens=5, progress=False)
+    assert "(changed: settings.max_new_tokens); rerun with --from caption" in str(info.value)
+    assert (run / "config.yaml").read_text() == saved
+    assert "max_new_tokens: 6" in saved

@@ -74,7 +74,8 @@ def test_bad_arguments(tiny_lm, tmp_path):
         location("builtin:nope", models_dir=tmp_path)
 
 
-def test_stage_drops_above_threshold(tmp_path: Path, tiny_lm):
+def test_stage_drops_above_threshold(tmp_path: Path, tiny_lm, monkeypatch):
+    monkeypatch.delenv("SYNTHVLM_BUILTIN_MODELS")  # the run keeps its own models: checked below
     pool = [c for c in CAPTIONS if c]
     (tmp_path / "pool.jsonl").write_text(
         "".join(json.dumps({"id": f"p{i}", "caption": c}) + "\n" for i, c in enumerate(pool))

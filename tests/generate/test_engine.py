@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 import sys
 from pathlib import Path
@@ -43,8 +42,8 @@ def test_same_inputs_give_bit_identical_images_and_derived_seeds(
     models_dir: Path, tiny: ImageGenerator
 ) -> None:
     first = tiny.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
-    # A fresh instance, after a pickle round trip (what a worker receives), reloads and reproduces the pixels.
-    other = pickle.loads(pickle.dumps(_generator(models_dir)))
+    # A fresh instance (what another worker builds) reloads and reproduces the pixels.
+    other = _generator(models_dir)
     second = other.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
     for a, b, cid in zip(first, second, IDS, strict=True):
         assert (a.status, a.reason, a.attempts) == ("ok", None, 1)
@@ -60,13 +59,6 @@ def test_different_candidate_index_gives_different_image(tiny: ImageGenerator) -
     zero, one = tiny.generate(prompts, caption_ids=[IDS[0]] * 2, candidate_indices=[0, 1])
     assert zero.seed == derive_seed(RUN_SEED, IDS[0], 0) != one.seed == derive_seed(RUN_SEED, IDS[0], 1)
     assert np.abs(_pixels(zero).astype(int) - _pixels(one).astype(int)).max() > 0
-
-
-def test_pickle_drops_loaded_pipelines(tiny: ImageGenerator) -> None:
-    tiny.prompt_tokens(["x"])  # force the load
-    assert tiny._pipes is not None
-    assert pickle.loads(pickle.dumps(tiny))._pipes is None
-    assert len(pickle.dumps(tiny)) < 10_000
 
 
 def test_nan_image_is_regenerated_with_next_attempt_seed(models_dir: Path, monkeypatch) -> None:

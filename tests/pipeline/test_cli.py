@@ -178,7 +178,8 @@ def test_skipped_files_keep_why_in_the_rejected_table(tmp_path):
     assert [(r["reason"], r["detail"]) for r in rejected] == [
         (
             "unreadable_file",
-            f"{odd}: unknown file extension '.yaml'; known: .csv, .json, .jsonl, .ndjson, .parquet, .tsv, .txt",
+            f"{odd}: unknown file extension '.yaml'; "
+            "known: .csv, .json, .jsonl, .ndjson, .parquet, .tsv, .txt",
         )
     ]
 

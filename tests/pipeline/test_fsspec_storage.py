@@ -49,6 +49,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(folder))
+        mp.delenv("SYNTHVLM_BUILTIN_MODELS")  # where a remote run keeps its models is under test here
         yield folder
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthvlm import pipeline
-from synthvlm.config import RunConfig, load_config, parse_config
+from synthvlm.config import CUTS, RunConfig, load_config
 from synthvlm.core import fsio
 from synthvlm.core.errors import ShardFailedError, UserError
 
@@ -74,7 +74,7 @@ def _config(run: str) -> RunConfig:
 def _run_stages(
     run: str,
     config: RunConfig,
-    stages: list[str],
+    stages: list[str] | None,
     recompute: str | None,
     executor: str,
     quiet: bool,
@@ -156,16 +156,8 @@ def generate(
     quiet: QuietOpt = False,
 ) -> None:
     """Generate candidate images for every curated caption."""
-    config = _config(run)
-    if preset is not None:
-        # A new preset replaces the old preset's resolved values.
-        data = config.model_dump()
-        data["generate"] = {k: v for k, v in data["generate"].items() if k not in _PRESET_KEYS} | {
-            "preset": preset
-        }
-        config = parse_config(data, origin="command line")
-    config = config.updated(
-        "generate", candidates_per_caption=candidates, batch_size=batch_size, device=device
+    config = _config(run).updated(
+        "generate", preset=preset, candidates_per_caption=candidates, batch_size=batch_size, device=device
     )
     _run_stages(run, config, ["generate"], recompute, executor, quiet, address)
 
@@ -201,11 +193,11 @@ def select(
     quiet: QuietOpt = False,
 ) -> None:
     """Keep the best candidate per caption, then the global top-K (or a fraction, or a threshold)."""
-    config = _config(run)
-    if top_k is not None or fraction is not None or threshold is not None:
-        data = config.model_dump()
-        data["select"].update(top_k=top_k, fraction=fraction, threshold=threshold)
-        config = parse_config(data, origin="command line")
+    # A cut given here replaces the recipe's cut.
+    given = top_k is not None or fraction is not None or threshold is not None
+    config = _config(run).updated(
+        "select", unset=CUTS if given else (), top_k=top_k, fraction=fraction, threshold=threshold
+    )
     _run_stages(run, config, ["select"], recompute, "local", quiet)
 
 
@@ -242,7 +234,7 @@ def run_cmd(
     """Run the whole pipeline from a recipe, resuming whatever is already done."""
     config = load_config(config_file)
     run = run or str(Path("runs") / config_file.stem)
-    _run_stages(run, config, list(pipeline.ORDER), recompute, executor, quiet, address)
+    _run_stages(run, config, None, recompute, executor, quiet, address)
     out.print(f"run directory: {run}")
 
 
@@ -257,7 +249,7 @@ def demo(
     from synthvlm.demo import demo_config
 
     config = demo_config(out_dir)
-    _run_stages(out_dir / "run", config, list(pipeline.ORDER), None, "local", quiet)
+    _run_stages(str(out_dir / "run"), config, None, None, "local", quiet)
     for fmt in config.export.formats:
         out.print(f"export ({fmt}): {out_dir / 'export' / fmt}")
     out.print(f"run directory: {out_dir / 'run'}  (synthvlm status {out_dir / 'run'})")
@@ -340,7 +332,7 @@ def plan(
             raise UserError(f"{run} has no finished curate stage to count captions from; pass --captions N")
         captions = curate["kept"]
     if seconds_per_image is not None:
-        gen = config.generate
+        gen = config.generate.resolved()
         measured = Measured(seconds_per_image, gen.steps, gen.width * gen.height, "given on the command line")
     elif run is not None and (run / "generate" / "timing").is_dir():
         measured = measured_from_run(run)
@@ -356,19 +348,6 @@ def plan(
     )
     for line in result.assumptions:
         out.print(f"  - {line}", markup=False)
-
-
-_PRESET_KEYS = {
-    "model",
-    "refiner",
-    "steps",
-    "guidance",
-    "high_noise_frac",
-    "width",
-    "height",
-    "max_sequence_length",
-    "batch_size",
-}
 
 
 def _register_feature_commands() -> None:

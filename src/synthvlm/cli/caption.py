@@ -1,4 +1,4 @@
-"""`synthvlm caption`: a thin shell over `caption_images`, which runs the caption stage and feeds ingest."""
+"""`synthvlm caption`: a thin shell over `caption_images`, which runs the caption stage (ingest reads it)."""
 
 from __future__ import annotations
 
@@ -21,25 +21,13 @@ def caption_images(
     recompute: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Caption images into RUN/caption and add its shards to `ingest.inputs`; returns the stage's funnel.
+    """Run the caption stage on images; the run's ingest then reads its shards. Returns its funnel.
 
     Resumable like every stage: rerunning the same command does no work.
     """
     from synthvlm import pipeline
     from synthvlm.config import RunConfig
-    from synthvlm.core import fsio
-    from synthvlm.core.errors import UserError
-    from synthvlm.core.stage import reset_stages, run_stage
-    from synthvlm.executors import make_executor
-    from synthvlm.stages.caption import CaptionStage
 
-    run_dir = fsio.run_path(run_dir)
-    if not fsio.is_local(run_dir):
-        # Its rows point at image files by local path, for the alignment filters to open.
-        raise UserError(f"{run_dir}: `synthvlm caption` needs a local run directory, not a URL")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if recompute:
-        reset_stages(run_dir, [CaptionStage.name])
     config = pipeline.load_run_config(run_dir) or RunConfig()
     config = config.updated(
         "caption",
@@ -50,14 +38,11 @@ def caption_images(
         prompt=prompt,
         max_new_tokens=max_new_tokens,
     )
-    pipeline.save_run_config(run_dir, config)
-    stage = CaptionStage(run_dir, config)
-    result = run_stage(stage, make_executor("local", config=config, progress=progress))
-    pattern = stage.output_glob()
-    if pattern not in config.ingest.inputs:
-        config = config.updated("ingest", inputs=[*config.ingest.inputs, pattern])
-        pipeline.save_run_config(run_dir, config)
-    return result
+    recompute_from = "caption" if recompute else None
+    results = pipeline.run(
+        run_dir, config, stages=["caption"], recompute_from=recompute_from, progress=progress
+    )
+    return results["caption"]
 
 
 def caption(

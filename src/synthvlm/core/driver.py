@@ -133,7 +133,7 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
         missing = {t.index for t in tasks} - completed(stage, phase)
         if missing:
             raise RuntimeError(f"{stage.name}/{phase}: tasks {sorted(missing)[:10]} did not complete")
-    result = funnel(stage.run_dir, stage.name)
+    result = {**funnel(stage.run_dir, stage.name), "complete": True}
     fsio.write_json(out.complete, result)
     return result
 

@@ -11,12 +11,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from synthvlm.config import RunConfig
 from synthvlm.core import fsio, layout, schema
+
+if TYPE_CHECKING:
+    from synthvlm.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Stage(ABC):
 
     def __init__(self, run_dir: str | fsio.RunPath, config: RunConfig) -> None:
         self.run_dir = fsio.run_path(run_dir)
-        self.config = config
+        self.config = config.resolved()  # stages run and fingerprint the explicit view
 
     # -- what subclasses define -------------------------------------------------------------------
     @abstractmethod
@@ -83,6 +85,11 @@ class Stage(ABC):
     def run_sequential(self, phase: str, done: set[int]) -> Iterator[tuple[Task, TaskStats | None]]:
         """Stream a sequential phase: yield each task with its stats, or None if it was already done."""
         raise NotImplementedError
+
+    @classmethod
+    def enabled(cls, config: RunConfig) -> bool:
+        """Whether a whole-pipeline run includes this stage (optional stages say no unless configured)."""
+        return True
 
     def external_outputs(self) -> list[fsio.RunPath]:
         """Folders this stage writes outside its own directory (export's `out`); a fresh start replaces

@@ -154,7 +154,7 @@ def optimize(pipe: Any, *, compile: bool | str = False, quantize: str | None = N
 class ImageGenerator:
     """Generates seeded, validated images with a diffusers pipeline (plus optional SDXL refiner).
 
-    Construction is cheap and the object pickles without its models, so it can be shipped to workers; the
+    Construction is cheap (workers build one per config, through the model registry's cache); the
     pipelines load on first use and stay cached on the instance.
     """
 
@@ -166,11 +166,6 @@ class ImageGenerator:
         self._provenance: Provenance | None = None
         self.max_batch: int | None = None
         """Largest pipeline call that fitted in device memory, once a larger one ran out (None: no limit)."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_pipes"] = None
-        return state
 
     @property
     def device(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from synthvlm.core.stage import Stage
+from synthvlm.stages.caption import CaptionStage
 from synthvlm.stages.curate import CurateStage
 from synthvlm.stages.export import ExportStage
 from synthvlm.stages.generate import GenerateStage
@@ -12,8 +13,8 @@ from synthvlm.stages.select import SelectStage
 
 STAGES: dict[str, type[Stage]] = {
     stage.name: stage
-    for stage in (IngestStage, CurateStage, GenerateStage, ScoreStage, SelectStage, ExportStage)
+    for stage in (CaptionStage, IngestStage, CurateStage, GenerateStage, ScoreStage, SelectStage, ExportStage)
 }
-"""Every stage by name, in pipeline order."""
+"""Every stage by name, in pipeline order (caption runs only when its inputs are configured)."""
 
 ORDER: list[str] = list(STAGES)

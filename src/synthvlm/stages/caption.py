@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from synthvlm.config import RunConfig
 from synthvlm.core import fsio, layout, schema
 from synthvlm.core.errors import UserError
 from synthvlm.core.stage import Stage, Task, TaskStats
@@ -117,6 +118,16 @@ class CaptionStage(Stage):
     name = "caption"
     unit = "images"
     uses_model = True
+
+    def __init__(self, run_dir: str | fsio.RunPath, config: RunConfig) -> None:
+        super().__init__(run_dir, config)
+        if not fsio.is_local(self.run_dir):
+            # Its rows point at image files by local path, for the alignment filters to open.
+            raise UserError(f"{self.run_dir}: the caption stage needs a local run directory, not a URL")
+
+    @classmethod
+    def enabled(cls, config: RunConfig) -> bool:
+        return bool(config.caption.inputs)
 
     def _items(self) -> list[tuple[Any, ...]]:
         if not hasattr(self, "_listed"):
@@ -223,6 +234,7 @@ class CaptionStage(Stage):
         self.write_rejected(task, rejected)
         return TaskStats(len(task.payload), len(kept), dict(Counter(r["reason"] for r in rejected)))
 
-    def output_glob(self) -> str:
-        """The glob of this stage's output shards, as ingest takes it."""
-        return layout.shard_glob(self.layout.root.resolve() / "data")
+    @staticmethod
+    def output_glob(run_dir: fsio.RunPath) -> str:
+        """The glob of this stage's output shards in a run, as ingest reads them."""
+        return layout.shard_glob(layout.StageDir(run_dir, CaptionStage.name).root.resolve() / "data")

@@ -15,6 +15,7 @@ from synthvlm.core.errors import UserError
 from synthvlm.core.ids import IdAssigner
 from synthvlm.core.stage import Stage, Task, TaskStats
 from synthvlm.readers import BadRecord, Record, UnreadableFileError, detect_format, expand_inputs, read
+from synthvlm.stages.caption import CaptionStage
 
 
 class IngestStage(Stage):
@@ -24,12 +25,18 @@ class IngestStage(Stage):
     sequential_phases = frozenset({"read"})
     unit = "captions"
 
+    @property
+    def upstream(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The caption stage, when the run captions images: ingest then reads its shards too."""
+        return (CaptionStage.name,) if CaptionStage.enabled(self.config) else ()
+
     def _inputs(self) -> list[str]:
         cfg = self.config.ingest
-        if not cfg.inputs:
+        patterns = [*cfg.inputs, *([CaptionStage.output_glob(self.run_dir)] if self.upstream else [])]
+        if not patterns:
             raise UserError("no input files: pass caption files to `synthvlm ingest` or set ingest.inputs")
         try:
-            return expand_inputs(cfg.inputs)
+            return expand_inputs(patterns)
         except UnreadableFileError as exc:
             raise UserError(str(exc)) from None
 
