@@ -138,7 +138,8 @@ def our_stage(
     from synthvlm.config import RunConfig
     from synthvlm.core.driver import run_stage
     from synthvlm.executors import LocalExecutor
-    from synthvlm.stages.generate import _GENERATORS, GenerateStage, _generator
+    from synthvlm.models import registry
+    from synthvlm.stages.generate import GenerateStage, _generator
 
     work.mkdir(parents=True, exist_ok=True)
     captions = work / "prompts.jsonl"
@@ -181,7 +182,7 @@ def our_stage(
     run_stage(stage, LocalExecutor(progress=False))
     _sync(device)
     seconds = (time.perf_counter() - t0) / len(prompts)
-    _GENERATORS.clear()
+    registry.clear_cache()
     del gen
     _free(device)
     return seconds
