@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -18,15 +19,18 @@ from typer.testing import CliRunner
 from synthvlm import pipeline
 from synthvlm.cli.report import register
 from synthvlm.config import ScoreConfig
+from synthvlm.core import fsio
 from synthvlm.core.errors import UserError
 from synthvlm.core.webdataset import add_member, encode
 from synthvlm.models.builtin.clip import build_tiny_clip
+from synthvlm.report.build import build_report, collect, dataset_rows
 from synthvlm.report.score_dataset import detect_source, score_dataset
 from synthvlm.score.clip import ClipScorer, clip_score
-from synthvlm.score.ssim import paper_ssim
+from synthvlm.score.ssim import DEFINITIONS, paper_ssim
 from tests.report.helpers import image, make_run
 
 TINY = ScoreConfig(clip_model="builtin:tiny-clip", device="cpu", ssim_size=128, ssim_low=56, batch_size=4)
+PAPER = ScoreConfig.model_validate({**TINY.model_dump(), "ssim_data_range": 2})  # SSIM as the paper's numbers
 CAPTIONS = ["a red square on a table", "two cats asleep", "a bowl of fruit"]
 
 
@@ -49,7 +53,7 @@ def _expected(
     for data, text in pairs:
         im = Image.open(io.BytesIO(data)).convert("RGB")
         c = float(clip_score(scorer.cosines([im], [text]))[0])
-        s = paper_ssim(im, size=score.ssim_size, low=score.ssim_low)
+        s = paper_ssim(im, size=score.ssim_size, low=score.ssim_low, data_range=score.ssim_data_range)
         out.append((c, s, c + score.ssim_weight * s))
     return out
 
@@ -201,6 +205,52 @@ def test_a_run_rescored_gives_its_stored_scores(tmp_path):
         assert r["ssim"] == s["ssim"] and abs(r["clip"] - s["clip"]) < 1e-6
 
 
+def test_ssim_data_range_is_in_the_score_fingerprint_only_when_not_255(tmp_path):
+    """At 255 the fingerprint is the one runs made before the setting had; 2 needs --from score."""
+    run = make_run(tmp_path / "run")
+    settings = fsio.read_json(run / "score" / "fingerprint.json")["settings"]
+    assert sorted(settings) == [
+        "batch_size", "clip_model", "clip_revision", "prefix", "ssim_low", "ssim_size", "ssim_weight"
+    ]  # fmt: skip
+    config = pipeline.load_run_config(run)
+    before = pq.read_table(run / "score" / "data").to_pylist()
+    paper = config.updated("score", ssim_data_range=2)
+    with pytest.raises(UserError, match=r"changed: settings\.ssim_data_range\); rerun with --from score"):
+        pipeline.run(run, paper, stages=["score"], progress=False)
+    pipeline.run(run, paper, stages=["score", "select"], recompute_from="score", progress=False)
+    recorded = fsio.read_json(run / "score" / "fingerprint.json")["settings"]
+    assert recorded == {**settings, "ssim_data_range": 2}
+    after = pq.read_table(run / "score" / "data").to_pylist()
+    assert [r["key"] for r in after] == [r["key"] for r in before]
+    assert all(a["ssim"] < b["ssim"] for a, b in zip(after, before, strict=True))
+    # Rescored with the run's settings, data range 2 included: the stored scores again.
+    summary = score_dataset(run, out=tmp_path / "rescored", score=pipeline.load_run_config(run).score)
+    assert summary["score"]["ssim_data_range"] == 2 and summary["ssim_definition"] == DEFINITIONS[2]
+    stored = {r["key"]: r["ssim"] for r in pq.read_table(run / "select" / "data").to_pylist()}
+    assert {r["id"]: r["ssim"] for r in _scores(tmp_path / "rescored")} == stored
+
+
+def test_report_table4_names_the_ssim_definitions(tmp_path):
+    """Each Table-4 row says its data range; an older summary without the field counts as 255."""
+    run = make_run(tmp_path / "run")
+    score_dataset(run, out=tmp_path / "r255", score=TINY)
+    summary = score_dataset(run, out=tmp_path / "r2", score=PAPER)
+    old = tmp_path / "old" / "summary.json"
+    del summary["score"]["ssim_data_range"], summary["ssim_definition"]
+    fsio.write_json(old, {**summary, "ssim_mean": 0.5})
+    rows = dataset_rows([tmp_path / "r255", tmp_path / "r2", old], collect(run)["score"])
+    assert [(r["score"]["ssim_data_range"], r["ssim_definition"]) for r in rows] == [
+        (255, DEFINITIONS[255]), (2, DEFINITIONS[2]), (255, DEFINITIONS[255])
+    ]  # fmt: skip
+    assert [r["differs"] for r in rows] == [[], ["ssim_data_range"], []]
+    html = build_report(run, out=tmp_path / "r.html", datasets=[tmp_path / "r2"], grid=1).read_text("utf-8")
+    runs = re.findall(r'<tr class="table4-run">.*?</tr>', html, re.S)
+    assert len(runs) == 2 and all("builtin:tiny-clip; SSIM data_range 255</td>" in r for r in runs)
+    (row,) = re.findall(r'<tr class="table4-dataset">.*?</tr>', html, re.S)
+    assert 'tiny-clip; SSIM data_range 2 <span class="warn">not comparable: ssim_data_range differ' in row
+    assert "in grayscale,\nexact SSIM of the uint8 grayscale images (data_range 255);" in html
+
+
 def test_bad_sources_are_user_errors(tmp_path):
     (tmp_path / "list.json").write_text('[{"caption": "x"}]')
     with pytest.raises(UserError, match="neither COCO captions nor LLaVA"):
@@ -220,26 +270,26 @@ def test_cli_takes_a_runs_metric_settings(tmp_path):
     register(app)
     (tmp_path / "run").mkdir()
     pipeline.save_run_config(
-        tmp_path / "run", pipeline.RunConfig.model_validate({"score": TINY.model_dump()})
+        tmp_path / "run", pipeline.RunConfig.model_validate({"score": PAPER.model_dump()})
     )
-    result = CliRunner().invoke(
-        app,
-        [
-            "score-dataset",
-            str(tmp_path / "a.tar"),
-            "--out",
-            str(tmp_path / "o"),
-            "--like",
-            str(tmp_path / "run"),
-            "--name",
-            "mine",
-            "-q",
-        ],
-    )
+    args = ["score-dataset", str(tmp_path / "a.tar"), "--like", str(tmp_path / "run"), "--name", "mine", "-q"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("mine: 1 of 1 pairs scored (not scored: none); mean CLIP ")
+    assert result.stdout.startswith("mine: 1 of 1 pairs scored (not scored: none); mean CLIP ")
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["score"]["ssim_size"] == 128 and summary["score"]["clip_model"] == "builtin:tiny-clip"
+    # --like carries the data range; --ssim-data-range overrides it.
+    assert summary["score"]["ssim_data_range"] == 2 and summary["ssim_definition"] == DEFINITIONS[2]
+    im = Image.open(io.BytesIO(_jpeg(0))).convert("RGB")
+    assert summary["ssim_mean"] == paper_ssim(im, size=128, low=56, data_range=2)
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o2"), "--ssim-data-range", "255"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "o2" / "summary.json").read_text())
+    assert summary["score"]["ssim_data_range"] == 255
+    assert summary["ssim_mean"] == paper_ssim(im, size=128, low=56)
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o3"), "--ssim-data-range", "1"])
+    assert result.exit_code != 0 and not (tmp_path / "o3").exists()
+    assert "score.ssim_data_range: Input should be 255 or 2" in str(result.exception)
 
 
 def test_coco_mini(shared_data, tmp_path, scorer):
@@ -261,3 +311,39 @@ def test_coco_mini(shared_data, tmp_path, scorer):
     assert 0.5 < summary["ssim_mean"] < 1.0 and summary["clip_mean"] == pytest.approx(
         np.mean([r["clip"] for r in rows])
     )
+    assert round(summary["ssim_mean"], 4) == 0.8935  # the exact SSIM of the uint8 images (data_range 255)
+
+
+def test_coco_mini_reproduces_the_papers_ssim(shared_data, tmp_path):
+    """The paper's Table 4 gives SSIM 0.73 for COCO: data range 2 gives 0.7241 on coco-mini (255: 0.8935,
+    test_coco_mini)."""
+    coco = shared_data / "coco-mini"
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "paper"
+    result = CliRunner().invoke(
+        app,
+        [
+            "score-dataset",
+            str(coco / "captions_val2017.json"),
+            "--images",
+            str(coco / "val2017"),
+            "--out",
+            str(out),
+            "--clip-model",
+            "builtin:tiny-clip",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "64",
+            "--ssim-data-range",
+            "2",
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["pairs"], summary["scored"], summary["images"]) == (395, 395, 79)
+    assert summary["score"]["ssim_data_range"] == 2 and summary["ssim_definition"] == DEFINITIONS[2]
+    assert round(summary["ssim_mean"], 4) == 0.7241
+    assert ", SSIM 0.7241, " in result.stdout

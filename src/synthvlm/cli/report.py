@@ -43,7 +43,8 @@ def score_dataset(
     like: Annotated[
         Path | None,
         typer.Option(
-            "--like", help="Take the metric settings of this run (default: the pipeline's defaults)."
+            "--like",
+            help="Take the metric settings of this run, SSIM data range included (default: the pipeline's).",
         ),
     ] = None,
     clip_model: Annotated[
@@ -53,6 +54,14 @@ def score_dataset(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Images per CLIP forward pass.")
     ] = None,
+    ssim_data_range: Annotated[
+        int | None,
+        typer.Option(
+            "--ssim-data-range",
+            help="255: the exact SSIM of the uint8 images (default); 2: as the paper's Table 4 numbers "
+            "(docs/metrics.md).",
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Dataset name in Table 4 (default: the source's name).")
     ] = None,
@@ -60,22 +69,23 @@ def score_dataset(
 ) -> None:
     """Score an existing image-caption dataset with the pipeline's CLIPScore, SSIM and weighted score."""
     from synthvlm import pipeline
-    from synthvlm.config import ScoreConfig
+    from synthvlm.config import RunConfig
     from synthvlm.core.errors import UserError
     from synthvlm.report.score_dataset import score_dataset as run_scoring
 
-    score = ScoreConfig()
+    config = RunConfig()
     if like is not None:
         config = pipeline.load_run_config(like)
         if config is None:
             raise UserError(f"{like} is not a synthvlm run directory (no config.yaml)")
-        score = config.score
-    changes = {
-        k: v
-        for k, v in {"clip_model": clip_model, "device": device, "batch_size": batch_size}.items()
-        if v is not None
-    }
-    score = ScoreConfig.model_validate({**score.model_dump(), **changes})
+    # Validated as a config section, so a bad value (say --ssim-data-range 3) is a sentence, not a traceback.
+    score = config.updated(
+        "score",
+        clip_model=clip_model,
+        device=device,
+        batch_size=batch_size,
+        ssim_data_range=ssim_data_range,
+    ).score
     summary = run_scoring(source, out=out, fmt=fmt, images=images, score=score, name=name, progress=not quiet)
     failed = ", ".join(f"{r} {n}" for r, n in summary["failed"].items()) or "none"
     typer.echo(

@@ -16,6 +16,7 @@ import numpy as np
 
 from synthvlm.core import fsio
 from synthvlm.core.errors import UserError
+from synthvlm.score.ssim import DEFINITIONS
 
 METRICS = ("clip", "ssim", "weighted")
 GRIDS = (
@@ -140,8 +141,11 @@ def dataset_rows(datasets: Sequence[str | Path], score_settings: dict[str, Any])
                 f"{item}: not a score-dataset output (no summary.json); run `synthvlm score-dataset` first"
             )
         summary = fsio.read_json(path)
-        differs = sorted(k for k, v in summary["score"].items() if score_settings.get(k) != v)
-        rows.append({**summary, "differs": differs})
+        # A summary written before ssim_data_range existed was scored with its default, 255.
+        settings = {"ssim_data_range": 255, **summary["score"]}
+        differs = sorted(k for k, v in settings.items() if score_settings.get(k) != v)
+        definition = DEFINITIONS[settings["ssim_data_range"]]
+        rows.append({**summary, "score": settings, "ssim_definition": definition, "differs": differs})
     return rows
 
 
@@ -295,6 +299,7 @@ def collect(
         "key": key,
         "select": config.select.model_dump(mode="json"),
         "score": score_settings,
+        "ssim_definition": DEFINITIONS[config.score.ssim_data_range],
         "seed": config.seed,
         "device": config.generate.device,
         "cutoff": cutoff,

@@ -2,8 +2,8 @@
 
 Every pair goes through the same code the score stage runs: the image bytes are decoded with
 ``Image.open(...).convert("RGB")``, CLIPScore is ``clip_score(ClipScorer.cosines(...))`` and SSIM is
-``paper_ssim_batch`` with the sizes of a `ScoreConfig`, so a number here and a number in a run mean the
-same thing. Sources:
+``paper_ssim_batch`` with the sizes and data range of a `ScoreConfig`, so a number here and a number in a
+run mean the same thing. Sources:
 
 - ``coco``: a COCO captions JSON plus the image folder (one pair per annotation);
 - ``llava``: a LLaVA JSON plus the image folder (one pair per item, caption = first gpt turn);
@@ -36,6 +36,7 @@ from synthvlm.core import fsio, schema
 from synthvlm.core.errors import UserError
 from synthvlm.core.webdataset import iter_samples
 from synthvlm.score.clip import scorer_for
+from synthvlm.score.ssim import DEFINITIONS
 
 SCORES_FILE = "scores.parquet"
 SUMMARY_FILE = "summary.json"
@@ -263,7 +264,11 @@ def score_pairs(
         clip = clip_score(scorer.cosines(images, [r["caption"] for r, _, _ in batch]))
         todo = {digest: im for _, im, digest in batch if digest not in ssim_cache}
         values = paper_ssim_batch(
-            list(todo.values()), size=score.ssim_size, low=score.ssim_low, workers=torch.get_num_threads()
+            list(todo.values()),
+            size=score.ssim_size,
+            low=score.ssim_low,
+            data_range=score.ssim_data_range,
+            workers=torch.get_num_threads(),
         )
         ssim_cache.update(zip(todo, values.tolist(), strict=True))
         for (row, _, digest), c in zip(batch, clip, strict=True):
@@ -328,6 +333,7 @@ def summarize(table: pa.Table, *, name: str, source: str, fmt: str, score: Score
         "ssim_mean": mean("ssim"),
         "weighted_mean": mean("weighted"),
         "score": score.model_dump(mode="json", exclude={"device", "batch_size"}),
+        "ssim_definition": DEFINITIONS[score.ssim_data_range],
     }
 
 

@@ -9,6 +9,12 @@ The authors' released code (github.com/starriver030515/SynthVLM at f1a47ff) ship
 (``clipscore/clipscore.py``); it contains no SSIM call, so the settings above are the paper's description
 read with scikit-image defaults on uint8 grayscale, no dtype cast before the call.
 
+The paper's Table 4 numbers (SSIM 0.73 for COCO) are not that value: they are what the same recipe gives
+with the grayscale images as float64 in [0, 255] and ``data_range`` 2, the range scikit-image before 0.20
+assumed for any float image (dtype range [-1, 1]). Only the constants C1 = (K1 * data_range)^2 and
+C2 = (K2 * data_range)^2 change, so every function here takes ``data_range`` (255 or 2 in a config;
+docs/metrics.md has the evidence and which number each one reproduces).
+
 ``ssim_pair`` computes that same value over ten times faster than scikit-image, on one thread. It
 works on tiles of ~40 rows so the working set stays in L2, and runs a fixed list of numpy calls on
 buffers built once per call:
@@ -24,9 +30,11 @@ buffers built once per call:
 
 Precision: only step 3 rounds, about 15 float32 roundings per window (unit roundoff 6e-8) on a value in
 [-1, 1], with no cancellation left (|2E| <= D), so each window, and so the mean, is within ~1e-6 of the
-exact value. Measured against scikit-image's float64 value the difference is ~1e-8 on COCO photos and
-below 1e-7 on every kind of image the tests try (random, smooth, binary, constant, near-black; tests
-assert 2e-7), far inside the 1e-4 the score needs.
+exact value. The small constants of data_range 2 change nothing there: P, Q, E and D stay exact
+integers, and where 2E + C2 cancels, E is below 2**24 (exact in float32) and only the rounded constant
+errs, by ~1e-7 absolute. Measured against scikit-image's float64 value the difference is ~1e-8 on COCO
+photos and below 1e-7 on every kind of image the tests try (random, smooth, binary, constant,
+near-black), at data_range 255 and 2 alike; tests assert 2e-7, far inside the 1e-4 the score needs.
 """
 
 from __future__ import annotations
@@ -50,11 +58,21 @@ _C1 = (K1 * DATA_RANGE) ** 2
 _C2 = (K2 * DATA_RANGE) ** 2
 
 
+DEFINITIONS = {
+    255: "exact SSIM of the uint8 grayscale images (data_range 255)",
+    2: "as the paper's numbers: the grayscale images as floats in [0, 255], data_range 2 "
+    "(scikit-image < 0.20's range for float images)",
+}
+"""What each ``ssim_data_range`` of a config computes, as the report and ``summary.json`` name it."""
+
 _TILE_ROWS = 40  # output rows per tile: small enough for the buffers to stay in L2, large enough per call
-_C1S = _C1 * _N * _N  # C1 in units of window sums squared
-_C2S = _C2 * _N * (_N - 1)  # C2 in units of N * (N - 1) * variance
-# Added to the (2, 2, M) factor array [[P, E], [Q, D]]: halves on top, so the ratio is SSIM / 4.
-_FACTOR_CONSTANTS = np.array([[[_C1S / 2], [_C2S / 2]], [[_C1S], [_C2S]]], np.float32)
+
+
+def _factor_constants(data_range: float) -> np.ndarray:
+    """Added to the (2, 2, M) factor array [[P, E], [Q, D]]: halves on top, so the ratio is SSIM / 4."""
+    c1s = (K1 * data_range) ** 2 * _N * _N  # C1 in units of window sums squared
+    c2s = (K2 * data_range) ** 2 * _N * (_N - 1)  # C2 in units of N * (N - 1) * variance
+    return np.array([[[c1s / 2], [c2s / 2]], [[c1s], [c2s]]], np.float32)
 
 
 def _box7_steps(
@@ -88,7 +106,9 @@ def _box7_steps(
     return steps, out
 
 
-def _tile_steps(rows: int, width: int) -> tuple[np.ndarray, list[Callable[[], object]], np.ndarray]:
+def _tile_steps(
+    rows: int, width: int, data_range: float
+) -> tuple[np.ndarray, list[Callable[[], object]], np.ndarray]:
     """Buffers and calls for one tile: (input (2, rows + 6, width) uint16, calls, (rows, width - 6) map)."""
     size = (rows + 6) * width
     length = rows * width - 6
@@ -121,26 +141,32 @@ def _tile_steps(rows: int, width: int) -> tuple[np.ndarray, list[Callable[[], ob
         partial(np.subtract, sums, pq, out=sums),  # [E, D]
         partial(np.copyto, f[:, 0], pq, casting="unsafe"),
         partial(np.copyto, f[:, 1], sums, casting="unsafe"),
-        partial(np.add, f, _FACTOR_CONSTANTS, out=f),
+        partial(np.add, f, _factor_constants(data_range), out=f),
         partial(np.multiply, f[:, 0], f[:, 1], out=f[:, 0]),
         partial(np.divide, f[0, 0], f[1, 0], out=ssim_map[:length]),  # SSIM / 4, stored as float64
     ]
     return g16.reshape(2, rows + 6, width), steps, ssim_map.reshape(rows, width)[:, : width - 6]
 
 
-def ssim_pair(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two 2-D uint8 images: skimage's ``structural_similarity(a, b)`` defaults, but faster."""
+def ssim_pair(a: np.ndarray, b: np.ndarray, *, data_range: float = DATA_RANGE) -> float:
+    """SSIM of two 2-D uint8 images: skimage's ``structural_similarity(a, b)`` defaults, but faster.
+
+    ``data_range`` other than 255 gives skimage's value for the same pixels as float64 with that
+    ``data_range`` (2: what skimage before 0.20 assumed for any float image; docs/metrics.md).
+    """
     if a.dtype != np.uint8 or b.dtype != np.uint8 or a.ndim != 2 or a.shape != b.shape:
         raise ValueError(
             f"ssim_pair needs two 2-D uint8 arrays of one shape, got {a.dtype}{a.shape}, {b.dtype}{b.shape}."
         )
+    if not data_range > 0:
+        raise ValueError(f"SSIM's data_range must be positive, got {data_range}.")
     if min(a.shape) < WIN:
         raise ValueError(f"Images must be at least {WIN}x{WIN} pixels for SSIM, got {a.shape}.")
     height, width = a.shape
     out_rows = height - WIN + 1
     n_tiles = -(-out_rows // _TILE_ROWS)
     rows = -(-out_rows // n_tiles)  # equal tiles; the last one overlaps its neighbour
-    tile, steps, ssim_map = _tile_steps(rows, width)
+    tile, steps, ssim_map = _tile_steps(rows, width, data_range)
     row_sums = np.empty(out_rows)
     for i in range(n_tiles):
         start = min(i * rows, out_rows - rows)
@@ -163,13 +189,20 @@ def _round_trip(image: Image.Image, size: int, low: int) -> tuple[np.ndarray, np
     return np.asarray(ref.convert("L")), np.asarray(degraded.convert("L"))
 
 
-def paper_ssim(image: Image.Image, *, size: int = 768, low: int = 336) -> float:
+def paper_ssim(
+    image: Image.Image, *, size: int = 768, low: int = 336, data_range: float = DATA_RANGE
+) -> float:
     """The paper's SSIM of one image against its size->low->size bilinear round trip, in grayscale."""
-    return ssim_pair(*_round_trip(image, size, low))
+    return ssim_pair(*_round_trip(image, size, low), data_range=data_range)
 
 
 def paper_ssim_batch(
-    images: Sequence[Image.Image], *, size: int = 768, low: int = 336, workers: int = 1
+    images: Sequence[Image.Image],
+    *,
+    size: int = 768,
+    low: int = 336,
+    data_range: float = DATA_RANGE,
+    workers: int = 1,
 ) -> np.ndarray:
     """``paper_ssim`` for each image, as a float64 array in input order, on ``workers`` threads.
 
@@ -178,12 +211,14 @@ def paper_ssim_batch(
     """
     from synthvlm.core.parallel import map_in_threads
 
-    values = map_in_threads(lambda im: paper_ssim(im, size=size, low=low), images, workers)
+    values = map_in_threads(
+        lambda im: paper_ssim(im, size=size, low=low, data_range=data_range), images, workers
+    )
     return np.array(values, dtype=np.float64)
 
 
 def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM of (N, H, W) float images on a 0..255 scale, same definition as ``ssim_pair``."""
+    """Per-image SSIM of (N, H, W) float images on a 0..255 scale, as ``ssim_pair`` at data_range 255."""
     import torch
     import torch.nn.functional as F
 

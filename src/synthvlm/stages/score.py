@@ -26,7 +26,11 @@ class ScoreStage(Stage):
     uses_model = True
 
     def settings(self) -> dict[str, Any]:
-        return self.config.score.model_dump(exclude={"device"})
+        score = self.config.score
+        # ssim_data_range is recorded only when it is not the default 255: the scores of a default config
+        # are what they were before the field existed, so its fingerprint must be too.
+        exclude = {"device"} | ({"ssim_data_range"} if score.ssim_data_range == 255 else set())
+        return score.model_dump(exclude=exclude)
 
     def phases(self) -> list[str]:
         return ["score"]
@@ -62,7 +66,9 @@ class ScoreStage(Stage):
             cos = scorer.cosines(images, [r["caption"] for r, _ in batch])
             clip = clip_score(cos)
             # The worker's CPU budget (torch's thread count: what Ray gives the actor) computes SSIM.
-            ssim = paper_ssim_batch(images, size=cfg.ssim_size, low=cfg.ssim_low, workers=threads)
+            ssim = paper_ssim_batch(
+                images, size=cfg.ssim_size, low=cfg.ssim_low, data_range=cfg.ssim_data_range, workers=threads
+            )
             for (row, _), c, s in zip(batch, clip, ssim, strict=True):
                 rows.append(
                     {**row, "clip": float(c), "ssim": float(s), "weighted": float(c + cfg.ssim_weight * s)}
