@@ -297,7 +297,7 @@ def collect(
         "run": str(run.resolve()),
         "funnel": status["stages"],
         "key": key,
-        "select": config.select.model_dump(mode="json"),
+        "select": config.select.resolved().model_dump(mode="json"),
         "score": score_settings,
         "ssim_definition": DEFINITIONS[config.score.ssim_data_range],
         "seed": config.seed,

@@ -41,13 +41,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
-
-if TYPE_CHECKING:
-    import torch
 
 WIN = 7
 K1 = 0.01
@@ -215,29 +211,3 @@ def paper_ssim_batch(
         lambda im: paper_ssim(im, size=size, low=low, data_range=data_range), images, workers
     )
     return np.array(values, dtype=np.float64)
-
-
-def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM of (N, H, W) float images on a 0..255 scale, as ``ssim_pair`` at data_range 255."""
-    import torch
-    import torch.nn.functional as F
-
-    if a.ndim != 3 or a.shape != b.shape or not a.is_floating_point():
-        raise ValueError(
-            f"ssim_torch needs two float (N, H, W) tensors of one shape, got {a.shape}, {b.shape}."
-        )
-    if min(a.shape[1:]) < WIN:
-        raise ValueError(f"Images must be at least {WIN}x{WIN} pixels for SSIM, got {tuple(a.shape[1:])}.")
-    # Second moments are shift-invariant: take them on centred values so float32 keeps its precision.
-    xc = a - DATA_RANGE / 2
-    yc = b.to(a.dtype) - DATA_RANGE / 2
-    means = F.avg_pool2d(torch.stack([xc, yc, xc * xc, yc * yc, xc * yc], dim=1), WIN, stride=1)
-    mx, my, mxx, myy, mxy = means.unbind(dim=1)
-    cov_norm = _N / (_N - 1)
-    vx = cov_norm * (mxx - mx * mx)
-    vy = cov_norm * (myy - my * my)
-    vxy = cov_norm * (mxy - mx * my)
-    ux = mx + DATA_RANGE / 2
-    uy = my + DATA_RANGE / 2
-    ssim_map = ((2 * ux * uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + uy * uy + _C1) * (vx + vy + _C2))
-    return ssim_map.mean(dim=(1, 2))
