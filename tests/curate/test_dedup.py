@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from synthvlm.steps.dedup import first_occurrence_mask, normalize, text_hashes
+from synthvlm.steps.dedup import DedupStep, normalize, text_hashes
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -37,15 +38,15 @@ def test_text_hashes_exact() -> None:
     assert text_hashes([]).tolist() == []
 
 
-def test_first_occurrence_mask() -> None:
-    hashes = np.array([5, 3, 5, 7, 3, 3], dtype=np.uint64)
-    assert first_occurrence_mask(hashes).tolist() == [True, True, False, True, False, False]
-    assert first_occurrence_mask(np.zeros(0, dtype=np.uint64)).tolist() == []
+def _kept(captions: list[str]) -> list[bool]:
+    """The exact-dedup plan's keep flags for one shard of these captions."""
+    table = pa.table({"id": [f"c{i}" for i in range(len(captions))], "text_hash": text_hashes(captions)})
+    return DedupStep().plan([table])[0].column("keep").to_pylist()
 
 
 def test_duplicates_differing_in_case_and_punctuation() -> None:
     captions = ["A dog runs.", "a dog runs", "A cat.", "A  DOG, runs!", "a cat"]
-    assert first_occurrence_mask(text_hashes(captions)).tolist() == [True, False, True, False, False]
+    assert _kept(captions) == [True, False, True, False, False]
 
 
 def test_flickr8k_unique_count() -> None:
@@ -55,4 +56,4 @@ def test_flickr8k_unique_count() -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     captions = [line.split("\t", 1)[1] if "\t" in line else line.split(None, 1)[1] for line in lines]
     # 40,460 captions, 332 of them repeat an earlier one after normalisation
-    assert int(first_occurrence_mask(text_hashes(captions)).sum()) == 40128
+    assert sum(_kept(captions)) == 40128

@@ -10,14 +10,21 @@ references are resolved against `image_root`. CLIP runs first; BLIP scores only 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from PIL import Image
 
-from synthvlm.config import AlignmentConfig
+from synthvlm.config import AlignmentConfig, CurateConfig
+from synthvlm.core import fsio, layout
+from synthvlm.core.devices import resolve_device
 from synthvlm.core.errors import loading_model
+from synthvlm.models import registry
+from synthvlm.score.clip import ClipScorer
+from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
 
 
 class ItmScorer:
@@ -75,74 +82,90 @@ def load_image(ref: str, *, root: str | None) -> Image.Image | tuple[str, str]:
         return ("unreadable_image", str(path))
 
 
-def _scorers(config: AlignmentConfig, models_dir: Path) -> tuple[Any, Any]:
-    from synthvlm.core.devices import resolve_device
-    from synthvlm.models import registry
-    from synthvlm.score.clip import ClipScorer
+@dataclass(frozen=True, kw_only=True)
+class AlignmentStep(CurateStep):
+    """Drops captions whose original image is missing, unreadable, or matches them too weakly."""
 
-    def build() -> tuple[Any, Any]:
-        device = resolve_device(config.device)
-        clip = (
-            None
-            if config.clip_model is None
-            else ClipScorer(
-                registry.location(config.clip_model, models_dir=models_dir),
-                device=device,
-                prefix="",
-                batch_size=config.batch_size,
+    name = "alignment"
+    folder = "aligned"
+
+    config: AlignmentConfig
+    models_dir: Path
+    """Where `builtin:` models are built (the run's)."""
+
+    @classmethod
+    def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> AlignmentStep | None:
+        if config.alignment is None:
+            return None
+        return cls(config=config.alignment, models_dir=layout.models_dir(run_dir))
+
+    def settings(self) -> dict[str, Any]:
+        return {"alignment": self.config.model_dump(exclude=OPERATIONAL)}
+
+    def scorers(self) -> tuple[ClipScorer | None, ItmScorer | None]:
+        """This worker's CLIP and ITM scorers (None where the config skips one), loaded once."""
+        config, models_dir = self.config, self.models_dir
+
+        def build() -> tuple[ClipScorer | None, ItmScorer | None]:
+            device = resolve_device(config.device)
+            clip = (
+                None
+                if config.clip_model is None
+                else ClipScorer(
+                    registry.location(config.clip_model, models_dir=models_dir),
+                    device=device,
+                    prefix="",
+                    batch_size=config.batch_size,
+                )
             )
-        )
-        itm = (
-            None
-            if config.itm_model is None
-            else ItmScorer(
-                registry.location(config.itm_model, models_dir=models_dir),
-                device=device,
-                batch_size=config.batch_size,
+            itm = (
+                None
+                if config.itm_model is None
+                else ItmScorer(
+                    registry.location(config.itm_model, models_dir=models_dir),
+                    device=device,
+                    batch_size=config.batch_size,
+                )
             )
-        )
-        return clip, itm
+            return clip, itm
 
-    return registry.cached("alignment", (config, str(registry.builtin_dir(models_dir))), build)
+        return registry.cached("alignment", (config, str(registry.builtin_dir(models_dir))), build)
 
-
-def align_table(
-    table: Any, *, config: AlignmentConfig, models_dir: Path
-) -> tuple[list[bool], list[dict[str, Any]]]:
-    """Keep mask and rejected rows (`row`, reason, value, detail) for one shard of captions."""
-    clip, itm = _scorers(config, models_dir)
-    captions = table.column("caption").to_pylist()
-    refs = table.column("image_ref").to_pylist()
-    keep = [True] * len(captions)
-    drops: list[dict[str, Any]] = []
-    rows: list[int] = []
-    images: list[Image.Image] = []
-    for i, ref in enumerate(refs):
-        if ref is None:
-            continue
-        loaded = load_image(ref, root=config.image_root)
-        if isinstance(loaded, tuple):
-            keep[i] = False
-            drops.append({"row": i, "reason": loaded[0], "detail": loaded[1]})
-        else:
-            rows.append(i)
-            images.append(loaded)
-    for name, scorer, minimum in (
-        ("clip_alignment", clip, config.min_clip),
-        ("itm_alignment", itm, config.min_itm),
-    ):
-        if scorer is None or not rows:
-            continue
-        values = (
-            scorer.cosines(images, [captions[r] for r in rows])
-            if name == "clip_alignment"
-            else scorer.scores(images, [captions[r] for r in rows])
-        )
-        survivors = [(r, img) for r, img, v in zip(rows, images, values, strict=True) if v >= minimum]
-        for r, v in zip(rows, values, strict=True):
-            if v < minimum:
-                keep[r] = False
-                drops.append({"row": r, "reason": name, "value": float(v)})
-        rows, images = [r for r, _ in survivors], [img for _, img in survivors]
-    drops.sort(key=lambda d: d["row"])
-    return keep, drops
+    def decide(self, table: pa.Table, plan: pa.Table | None = None) -> Decision:
+        config = self.config
+        clip, itm = self.scorers()
+        captions = table.column("caption").to_pylist()
+        refs = table.column("image_ref").to_pylist()
+        keep = [True] * len(captions)
+        drops: list[Drop] = []
+        rows: list[int] = []
+        images: list[Image.Image] = []
+        for i, ref in enumerate(refs):
+            if ref is None:
+                continue
+            loaded = load_image(ref, root=config.image_root)
+            if isinstance(loaded, tuple):
+                keep[i] = False
+                drops.append(Drop(i, loaded[0], detail=loaded[1]))
+            else:
+                rows.append(i)
+                images.append(loaded)
+        for name, scorer, minimum in (
+            ("clip_alignment", clip, config.min_clip),
+            ("itm_alignment", itm, config.min_itm),
+        ):
+            if scorer is None or not rows:
+                continue
+            values = (
+                scorer.cosines(images, [captions[r] for r in rows])
+                if name == "clip_alignment"
+                else scorer.scores(images, [captions[r] for r in rows])
+            )
+            survivors = [(r, img) for r, img, v in zip(rows, images, values, strict=True) if v >= minimum]
+            for r, v in zip(rows, values, strict=True):
+                if v < minimum:
+                    keep[r] = False
+                    drops.append(Drop(r, name, value=float(v)))
+            rows, images = [r for r, _ in survivors], [img for _, img in survivors]
+        drops.sort(key=lambda d: d.row)
+        return Decision(keep, drops)

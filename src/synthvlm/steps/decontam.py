@@ -9,9 +9,18 @@ file order on ties).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import pyarrow as pa
+
+from synthvlm.config import CurateConfig, DecontamConfig
+from synthvlm.core import fsio
+from synthvlm.core.errors import UserError
+from synthvlm.models import registry
+from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
 from synthvlm.steps.dedup import normalize
 
 
@@ -89,3 +98,51 @@ class EvalIndex:
             return None
         best = min(counts, key=lambda i: (-counts[i], i))
         return Match(shared / len(grams), self.items[best])
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecontamStep(CurateStep):
+    """Drops captions whose n-gram overlap with the evaluation captions reaches the threshold."""
+
+    name = "decontam"
+    folder = "decontam"
+
+    config: DecontamConfig
+
+    @classmethod
+    def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> DecontamStep | None:
+        return None if config.decontamination is None else cls(config=config.decontamination)
+
+    def settings(self) -> dict[str, Any]:
+        from synthvlm.readers import UnreadableFileError, expand_inputs
+
+        try:
+            files = expand_inputs(self.config.eval_files)
+        except UnreadableFileError as exc:
+            raise UserError(f"curate.decontamination.eval_files: {exc}") from None
+        # The evaluation files' bytes, not only their names, decide what is dropped.
+        out = self.config.model_dump(exclude=OPERATIONAL)
+        out["sha256"] = {f: _sha256(f) for f in files}
+        return {"decontamination": out}
+
+    def decide(self, table: pa.Table, plan: pa.Table | None = None) -> Decision:
+        cfg = self.config
+        index = registry.cached(
+            "decontam",
+            ("decontam", tuple(cfg.eval_files), cfg.format, cfg.ngram),
+            lambda: EvalIndex.from_files(cfg.eval_files, n=cfg.ngram, fmt=cfg.format),
+        )
+        keep: list[bool] = []
+        drops: list[Drop] = []
+        for i, caption in enumerate(table.column("caption").to_pylist()):
+            match = index.match(caption)
+            bad = match is not None and match.overlap >= cfg.threshold
+            keep.append(not bad)
+            if bad:
+                drops.append(Drop(i, "contaminated", value=match.overlap, detail=match.item.describe()))
+        return Decision(keep, drops)

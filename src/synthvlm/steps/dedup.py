@@ -8,8 +8,14 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+
+from synthvlm.config import CurateConfig
+from synthvlm.core import fsio, schema
+from synthvlm.steps.base import CurateStep, Decision, Drop, representative_plans
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -31,8 +37,37 @@ def text_hashes(captions: Sequence[str]) -> np.ndarray:
     return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
 
-def first_occurrence_mask(hashes: np.ndarray) -> np.ndarray:
-    """True where a hash first appears in array order, so the kept representative is the first in the pool."""
-    mask = np.zeros(hashes.shape[0], dtype=bool)
-    mask[np.unique(hashes, return_index=True)[1]] = True
-    return mask
+class DedupStep(CurateStep):
+    """Exact dedup over the whole pool: plans over the text hashes the rule-filter step wrote, then drops
+    every caption whose normalised text appeared earlier in pool order."""
+
+    name = "dedup"
+    folder = "deduped"
+    plan_columns = ("id", "text_hash")
+
+    @classmethod
+    def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> DedupStep | None:
+        return cls() if config.dedup else None
+
+    def settings(self) -> dict[str, Any]:
+        return {}  # `dedup: true` is in the rule-filter step's settings, since it adds the hashes
+
+    def plan(self, tables: Sequence[pa.Table]) -> list[pa.Table]:
+        """First occurrence in pool order represents each normalised text; the rest point to it."""
+        if not tables:
+            return []
+        hashes = np.concatenate([t.column("text_hash").to_numpy() for t in tables])
+        ids = [v for t in tables for v in t.column("id").to_pylist()]
+        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        return representative_plans(tables, first[inverse], schema=schema.DEDUP_PLAN, dup_of={"dup_of": ids})
+
+    def decide(self, table: pa.Table, plan: pa.Table | None = None) -> Decision:
+        keep = plan.column("keep").to_pylist()
+        dup_of = plan.column("dup_of").to_pylist()
+        drops = [
+            Drop(i, "duplicate_text", detail=f"duplicate of {dup_of[i]}") for i, k in enumerate(keep) if not k
+        ]
+        return Decision(keep, drops)
+
+    def finish(self, kept: pa.Table) -> pa.Table:
+        return kept.drop_columns(["text_hash"]).cast(schema.CAPTION)

@@ -23,7 +23,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from synthvlm.core.errors import loading_model
+import pyarrow as pa
+
+from synthvlm.config import CurateConfig, JudgeConfig
+from synthvlm.core import fsio, layout
+from synthvlm.core.devices import resolve_device
+from synthvlm.core.errors import UserError, loading_model
+from synthvlm.models import registry
+from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
 
 _STRIP = " \t\r\n\"'`*"
 
@@ -302,3 +309,81 @@ class Judge:
         if todo:
             self.backend.ask([render(self.template, captions[i]) for _, i in todo], store)
         return [Verdict(answers[k], parse_verdict(answers[k]), k in cached) for k in keys]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeStep(CurateStep):
+    """Keeps a caption only when the judge answers yes; no and unparseable answers are dropped as such."""
+
+    name = "judge"
+    folder = "judged"
+
+    config: JudgeConfig
+    models_dir: Path
+    """Where `builtin:` models are built (the run's)."""
+    cache: Path
+    """The answer cache: outside the stage folder, so `--from curate` keeps the answers already paid for."""
+
+    @classmethod
+    def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> JudgeStep | None:
+        if config.judge is None:
+            return None
+        return cls(
+            config=config.judge, models_dir=layout.models_dir(run_dir), cache=layout.judge_cache(run_dir)
+        )
+
+    def settings(self) -> dict[str, Any]:
+        out = self.config.model_dump(exclude=OPERATIONAL)
+        out["template_sha256"] = template_hash(load_template(self.config.template))
+        return {"judge": out}
+
+    def backend(self) -> Backend:
+        """This worker's client or local model for the config, built once."""
+        cfg = self.config
+        if cfg.backend == "openai":
+            return registry.cached(
+                "judge",
+                ("openai", cfg),
+                lambda: OpenAIBackend(
+                    cfg.model,
+                    base_url=cfg.base_url,
+                    api_key_env=cfg.api_key_env,
+                    concurrency=cfg.concurrency,
+                    timeout=cfg.timeout,
+                    max_retries=cfg.max_retries,
+                    backoff=cfg.backoff,
+                    max_new_tokens=cfg.max_new_tokens,
+                ),
+            )
+        model = registry.location(cfg.model, models_dir=self.models_dir)
+        # Keyed by the configured name, not this run's build path of a builtin model.
+        return registry.cached(
+            "judge",
+            ("transformers", cfg, model),
+            lambda: TransformersBackend(
+                model,
+                name=cfg.model,
+                device=resolve_device(cfg.device),
+                batch_size=cfg.batch_size,
+                max_new_tokens=cfg.max_new_tokens,
+            ),
+        )
+
+    def decide(self, table: pa.Table, plan: pa.Table | None = None) -> Decision:
+        backend = self.backend()
+        cache = ResponseCache(self.cache)
+        try:
+            verdicts = Judge(backend, template=load_template(self.config.template), cache=cache).judge(
+                table.column("caption").to_pylist()
+            )
+        except JudgeError as exc:
+            raise UserError(f"curate.judge: {exc}") from None
+        finally:
+            cache.close()
+        keep = [v.verdict is True for v in verdicts]
+        drops = [
+            Drop(i, "judge_no" if v.verdict is False else "judge_unparseable", detail=v.answer)
+            for i, v in enumerate(verdicts)
+            if v.verdict is not True
+        ]
+        return Decision(keep, drops)

@@ -14,9 +14,14 @@ import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from synthvlm.config import CurateConfig, NearDupConfig
+from synthvlm.core import fsio, schema
+from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop, representative_plans
 from synthvlm.steps.dedup import normalize
 
 _CHUNK_SHINGLES = 1 << 17
@@ -173,3 +178,60 @@ def plan_near_duplicates(
         sigs = signatures(captions[start : start + step], unit=unit, size=size, num_perm=num_perm, seed=seed)
         keys[start : start + step] = band_keys(sigs, bands=bands, rows=rows)
     return NearDupPlan(cluster_roots(keys))
+
+
+@dataclass(frozen=True, kw_only=True)
+class NearDupStep(CurateStep):
+    """Near dedup over the whole pool: MinHash LSH clusters planned in one task, then dropped per shard with
+    the exact Jaccard similarity to the cluster's representative as the value."""
+
+    name = "neardup"
+    folder = "neardup"
+    plan_columns = ("id", "caption")
+
+    config: NearDupConfig
+
+    @classmethod
+    def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> NearDupStep | None:
+        return None if config.near_dup is None else cls(config=config.near_dup)
+
+    def settings(self) -> dict[str, Any]:
+        return {"near_dup": self.config.model_dump(exclude=OPERATIONAL)}
+
+    def plan(self, tables: Sequence[pa.Table]) -> list[pa.Table]:
+        """Each cluster's first caption in pool order stays; the rest point to it and carry its caption."""
+        cfg = self.config
+        ids = [v for t in tables for v in t.column("id").to_pylist()]
+        captions = [v for t in tables for v in t.column("caption").to_pylist()]
+        plan = plan_near_duplicates(
+            captions,
+            unit=cfg.shingle,
+            size=cfg.shingle_size,
+            num_perm=cfg.num_perm,
+            threshold=cfg.threshold,
+            seed=cfg.seed,
+        )
+        return representative_plans(
+            tables,
+            plan.representative,
+            schema=schema.NEARDUP_PLAN,
+            dup_of={"dup_of": ids, "dup_of_caption": captions},
+        )
+
+    def decide(self, table: pa.Table, plan: pa.Table | None = None) -> Decision:
+        cfg = self.config
+        keep = plan.column("keep").to_pylist()
+        dup_of = plan.column("dup_of").to_pylist()
+        rep_caption = plan.column("dup_of_caption").to_pylist()
+        captions = table.column("caption").to_pylist()
+        drops = [
+            Drop(
+                i,
+                "near_duplicate",
+                value=jaccard(captions[i], rep_caption[i], unit=cfg.shingle, size=cfg.shingle_size),
+                detail=f"cluster {dup_of[i]}",
+            )
+            for i, k in enumerate(keep)
+            if not k
+        ]
+        return Decision(keep, drops)

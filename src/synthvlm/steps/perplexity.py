@@ -4,18 +4,28 @@ Perplexity is `exp(mean negative log-likelihood)` of the caption's tokens, each 
 before it. The tokenizer's BOS token (when it has one) is put in front so the first word is predicted
 too; captions are cut at `max_tokens` tokens. Batches are right-padded and masked, so a caption's value
 does not depend on its batch neighbours beyond float rounding; the batch layout is fixed by pool order
-and `batch_size` (both in the stage fingerprint), so results are reproducible.
+and `batch_size` (both in the stage fingerprint), so results are reproducible. `PerplexityStep` is the
+curate step: it picks the backend (a causal LM, or KenLM as Data-Juicer computes it) and drops captions
+above `max_perplexity`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from synthvlm.core.errors import loading_model
+from synthvlm.config import CurateConfig, PerplexityConfig
+from synthvlm.core import fsio, layout
+from synthvlm.core.devices import resolve_device
+from synthvlm.core.errors import UserError, loading_model
+from synthvlm.models import registry
+from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
 
 
 class PerplexityScorer:
@@ -128,3 +138,60 @@ class KenlmScorer:
                 length += len(line.split()) + 1
             out[i] = 10.0 ** (-log_score / length) if length else math.nan
         return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class PerplexityStep(CurateStep):
+    """Drops captions above `max_perplexity` under the configured backend (a causal LM, or KenLM)."""
+
+    name = "perplexity"
+    folder = "perplexity"
+
+    config: PerplexityConfig
+    models_dir: Path
+    """Where `builtin:` models are built (the run's)."""
+
+    @classmethod
+    def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> PerplexityStep | None:
+        if config.perplexity is None:
+            return None
+        return cls(config=config.perplexity, models_dir=layout.models_dir(run_dir))
+
+    def settings(self) -> dict[str, Any]:
+        return {"perplexity": self.config.model_dump(exclude=OPERATIONAL)}
+
+    def scorer(self) -> PerplexityScorer | KenlmScorer:
+        """This worker's scorer for the config, loaded once."""
+        cfg = self.config
+        if cfg.backend == "kenlm":
+            if cfg.tokenizer is None:
+                raise UserError(
+                    "curate.perplexity: the kenlm backend needs `tokenizer` (a SentencePiece .model)"
+                )
+            return registry.cached(
+                "perplexity",
+                ("kenlm", cfg.model, cfg.tokenizer),
+                lambda: KenlmScorer(cfg.model, tokenizer=cfg.tokenizer),
+            )
+        model = registry.location(cfg.model, models_dir=self.models_dir)
+        return registry.cached(
+            "perplexity",
+            ("perplexity", model, cfg.revision, cfg.device, cfg.batch_size, cfg.max_tokens),
+            lambda: PerplexityScorer(
+                model,
+                revision=cfg.revision,
+                device=resolve_device(cfg.device),
+                batch_size=cfg.batch_size,
+                max_tokens=cfg.max_tokens,
+            ),
+        )
+
+    def decide(self, table: pa.Table, plan: pa.Table | None = None) -> Decision:
+        values = self.scorer().perplexities(table.column("caption").to_pylist())
+        keep = [bool(v <= self.config.max_perplexity) for v in values]  # NaN (nothing to predict) is dropped
+        drops = [
+            Drop(i, "perplexity", value=float(v))
+            for i, (k, v) in enumerate(zip(keep, values, strict=True))
+            if not k
+        ]
+        return Decision(keep, drops)
