@@ -50,7 +50,8 @@ def test_malformed_json_is_reported_not_raised(tmp_path):
     folder = _llava(tmp_path / "a", [_entry("a"), 7, {"id": "b", "conversations": "x"}], ["a.jpg"], 3)
     assert validate_export(folder) == [
         "synthvlm_pretrain.json[1]: a JSON int, not a record",
-        "synthvlm_pretrain.json[2] id='b': conversations are not a human <image> turn then a gpt caption",
+        "synthvlm_pretrain.json[2] id='b': "
+        "conversations are not a human turn with one <image>, then a caption",
         "synthvlm_pretrain.json[2] id='b': no image field",
     ]
     folder = _llava(tmp_path / "b", {"a": _entry("a")}, ["a.jpg"])
@@ -62,4 +63,20 @@ def test_malformed_json_is_reported_not_raised(tmp_path):
     (folder / "manifest.json").write_text("[1, 2]")
     assert validate_export(folder) == [
         f'{folder / "manifest.json"}: not a synthvlm manifest (expected {{"format": ..., "records": N}})'
+    ]
+
+
+def test_image_tokens_in_captions_and_a_second_image_token_are_reported(tmp_path):
+    two = _entry("b")
+    two["conversations"][0]["value"] = "<image>\nDescribe.\n<image>"
+    token = _entry("c")
+    token["conversations"][1]["value"] = "a dog <image> on grass"
+    nested = {**_entry("d"), "image": "00000/d.jpg"}
+    folder = _llava(tmp_path, [_entry("a"), two, token, nested], ["a.jpg", "b.jpg", "c.jpg"], 4)
+    (folder / "images" / "00000").mkdir()
+    (folder / "images" / "00000" / "d.jpg").write_bytes(_jpeg())
+    assert validate_export(folder) == [
+        "synthvlm_pretrain.json[1] id='b': "
+        "conversations are not a human turn with one <image>, then a caption",
+        "synthvlm_pretrain.json[2] id='c': caption contains <image>, which LLaVA turns into image tokens",
     ]

@@ -13,6 +13,7 @@ from PIL import Image
 from synthvlm.core import fsio
 from synthvlm.core.layout import ExportDir
 from synthvlm.core.webdataset import iter_samples
+from synthvlm.readers.base import trainer_token
 
 LLAVA_JSON = ExportDir.LLAVA_JSON
 MANIFEST = ExportDir.MANIFEST
@@ -45,8 +46,11 @@ def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
         if str(entry.get("id")) in seen:
             problems.append(f"{where}: duplicate id")
         seen.add(str(entry.get("id")))
-        if not _is_llava_conversation(entry.get("conversations")):
-            problems.append(f"{where}: conversations are not a human <image> turn then a gpt caption")
+        turns = entry.get("conversations")
+        if not _is_llava_conversation(turns):
+            problems.append(f"{where}: conversations are not a human turn with one <image>, then a caption")
+        elif (token := trainer_token(str(turns[1]["value"]))) is not None:
+            problems.append(f"{where}: caption contains {token}, which LLaVA turns into image tokens")
         name = entry.get("image")
         image = ExportDir.llava_images(folder) / str(name)
         if not name:
@@ -56,7 +60,9 @@ def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
         elif (err := _decode(image.read_bytes())) is not None:
             problems.append(f"{where}: image {image.name} does not decode ({err})")
     referenced = {str(e.get("image")) for e in entries if isinstance(e, dict)}
-    extra = sorted(p.name for p in ExportDir.llava_images(folder).glob("*") if p.name not in referenced)
+    root = ExportDir.llava_images(folder)
+    files = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    extra = sorted(name for name in files if name not in referenced)
     if extra:
         shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
         problems.append(f"images/: {len(extra)} image(s) no record points to ({shown})")
@@ -64,13 +70,14 @@ def _llava(folder: fsio.RunPath) -> tuple[int, list[str]]:
 
 
 def _is_llava_conversation(turns: object) -> bool:
-    """A human turn holding <image>, then a non-empty gpt turn."""
+    """A human turn holding exactly one <image> (LLaVA's rule for a one-image sample), then a non-empty gpt
+    turn."""
     return (
         isinstance(turns, list)
         and len(turns) == 2
         and all(isinstance(t, dict) for t in turns)
         and turns[0].get("from") == "human"
-        and "<image>" in str(turns[0].get("value", ""))
+        and str(turns[0].get("value", "")).count("<image>") == 1
         and turns[1].get("from") == "gpt"
         and bool(turns[1].get("value"))
     )
@@ -96,6 +103,8 @@ def _webdataset(folder: fsio.RunPath) -> tuple[int, list[str]]:
                 problems.append(f"{shard.name}/{key}: has {sorted(parts)}, expected jpg, txt, json")
             elif (err := _decode(parts["jpg"])) is not None:
                 problems.append(f"{shard.name}/{key}.jpg does not decode ({err})")
+            elif (token := trainer_token(parts["txt"].decode("utf-8", "replace"))) is not None:
+                problems.append(f"{shard.name}/{key}.txt: caption contains {token}")
     return count, problems
 
 
@@ -105,7 +114,7 @@ def _parquet(folder: fsio.RunPath) -> tuple[int, list[str]]:
     seen: set[str] = set()
     for part in sorted(folder.glob("*.parquet")):
         try:
-            table = fsio.read_table(part, columns=["key", "image"])
+            table = fsio.read_table(part, columns=["key", "caption", "image"])
         except Exception as exc:  # pyarrow raises several types for corrupt files
             problems.append(f"{part.name}: unreadable Parquet ({exc})")
             continue
@@ -119,6 +128,8 @@ def _parquet(folder: fsio.RunPath) -> tuple[int, list[str]]:
                 problems.append(f"{part.name}/{row['key']}: no image bytes")
             elif (err := _decode(data)) is not None:
                 problems.append(f"{part.name}/{row['key']}: image does not decode ({err})")
+            if (token := trainer_token(str(row["caption"]))) is not None:
+                problems.append(f"{part.name}/{row['key']}: caption contains {token}")
     return count, problems
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from tests.pipeline.helpers import cli, done_count, kill_when, tmp_exists, tree_digest
 
@@ -112,13 +114,23 @@ def test_exports_load_in_their_libraries(ref):
     selection = pq.read_table(ref / "select" / "data").to_pylist()
     keys = [r["key"] for r in selection]
 
-    llava = json.loads((export / "llava" / "synthvlm_pretrain.json").read_text())
+    raw = (export / "llava" / "synthvlm_pretrain.json").read_bytes()
+    assert raw.isascii()  # LLaVA opens it with the locale's encoding
+    llava = json.loads(raw)
     assert [e["id"] for e in llava] == keys
-    assert all(e["conversations"][0]["value"].endswith("\n<image>") for e in llava)
+    # LLaVA's LazySupervisedDataset: one <image> per record, image path joined to --image_folder.
+    assert all(e["conversations"][0]["value"].count("<image>") == 1 for e in llava)
     assert [e["conversations"][1]["value"] for e in llava] == [r["caption"] for r in selection]
-    assert sorted(p.name for p in (export / "llava" / "images").iterdir()) == sorted(f"{k}.jpg" for k in keys)
+    assert [e["image"] for e in llava] == [f"00000/{k}.jpg" for k in keys]
+    folder = export / "llava" / "images"
+    assert all(Image.open(os.path.join(folder, e["image"])).convert("RGB").size == (64, 64) for e in llava)
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg")) == sorted(
+        e["image"] for e in llava
+    )
 
     shards = sorted(str(p) for p in (export / "webdataset").glob("*.tar"))
+    sizes = json.loads((export / "webdataset" / "sizes.json").read_text())
+    assert sizes == {"shard-00000.tar": 10, "shard-00001.tar": 10, "shard-00002.tar": 4}  # open_clip reads it
     samples = list(
         wds.WebDataset(shards, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "txt", "json")
     )
@@ -141,7 +153,7 @@ def test_exports_load_in_their_libraries(ref):
 def test_validate_reports_deleted_and_corrupt_images(ref, tmp_path):
     llava = tmp_path / "llava"
     shutil.copytree(ref.parent / "export" / "llava", llava)
-    images = sorted((llava / "images").iterdir())
+    images = sorted((llava / "images").rglob("*.jpg"))
     images[0].unlink()
     images[1].write_bytes(images[1].read_bytes()[:100])
     result = cli("validate", str(llava))

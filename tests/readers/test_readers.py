@@ -57,6 +57,7 @@ def test_registry_and_reasons() -> None:
             "empty_caption",
             "too_long",
             "control_chars",
+            "image_token",
             "truncated_file",
             "bad_record",
         ]
@@ -141,6 +142,35 @@ def test_too_long_caption_is_cut_in_bad_record(tmp_path: Path) -> None:
     assert item.reason == "too_long"
     assert item.detail == "caption has 2999 characters after whitespace collapsing; the limit is 2000"
     assert item.caption == ("w " * 500)[:1000]
+
+
+def test_captions_with_trainer_image_tokens_are_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "tokens.jsonl",
+        "".join(
+            json.dumps({"id": i, "caption": c}) + "\n"
+            for i, c in enumerate(
+                ["a dog <image> on grass", "a <im_start> cat", "a < b and <images>", "plain"]
+            )
+        ),
+    )
+    items = list(read(str(path)))
+    assert [(type(r).__name__, getattr(r, "reason", None), getattr(r, "detail", None)) for r in items] == [
+        (
+            "BadRecord",
+            "image_token",
+            "caption contains <image>, which LLaVA's trainer turns into image tokens",
+        ),
+        (
+            "BadRecord",
+            "image_token",
+            "caption contains <im_start>, which LLaVA's trainer turns into image tokens",
+        ),
+        ("Record", None, None),  # "<images>" is not LLaVA's token
+        ("Record", None, None),
+    ]
+    assert items[0].caption == "a dog <image> on grass"  # kept in the rejected row
 
 
 # ------------------------------------------------------------------------------------------------ jsonl

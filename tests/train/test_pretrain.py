@@ -113,6 +113,8 @@ def test_checkpoint_reloads_to_identical_logits(trained, tiny_llava, batch):
     assert set(bin_state) == LLAVA_KEYS  # what LLaVA's --pretrain_mm_mlp_adapter loads
     assert bin_state["model.mm_projector.0.weight"].shape == (32, 32)
     assert set(load_file(str(out / "mm_projector.safetensors"))) == HF_KEYS
+    modes = {(out / name).stat().st_mode & 0o777 for name in ("mm_projector.bin", "mm_projector.safetensors")}
+    assert modes == {0o644}  # readable by the group, as the umask of the test process gives
     _, inputs = batch
     with torch.no_grad():
         expected = result.model.eval()(**inputs).logits

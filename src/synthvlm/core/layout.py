@@ -180,6 +180,20 @@ class ExportDir:
     def llava_images(folder: fsio.RunPath) -> fsio.RunPath:
         return folder / "images"
 
+    LLAVA_FOLDER_IMAGES = 10_000
+    """Images per sub-folder of `llava/images/`, in rank order (LLaVA-558K's `00453/004539375.jpg` layout):
+    file systems and `ls` stay fast at any dataset size."""
+
+    @staticmethod
+    def llava_image(key: str, rank: int) -> str:
+        """A selected image's path inside `llava/images/`, as the LLaVA JSON's `image` field names it."""
+        return f"{(rank - 1) // ExportDir.LLAVA_FOLDER_IMAGES:05d}/{key}.jpg"
+
+    @staticmethod
+    def webdataset_sizes(folder: fsio.RunPath) -> fsio.RunPath:
+        """`{shard file name: samples}`, which open_clip's WebDataset loader reads for the dataset size."""
+        return folder / "sizes.json"
+
     @staticmethod
     def webdataset_shard(folder: fsio.RunPath, index: int) -> fsio.RunPath:
         return folder / _EXPORT_TAR.format(index=index)

@@ -21,6 +21,7 @@ REASONS: dict[str, str] = {
     "empty_caption": "the caption is empty or whitespace only",
     "too_long": "the caption is longer than max_caption_chars after whitespace collapsing",
     "control_chars": "the caption contains a control character other than tab, LF or CR",
+    "image_token": "the caption contains text a trainer turns into image tokens, such as <image>",
     "truncated_file": "a JSON list ends before its closing bracket",
     "bad_record": "the record is not an object, or its id / image reference has an unusable type or shape",
 }
@@ -32,6 +33,10 @@ CAPTION_KEYS = ("caption", "text")
 """Keys (or columns) that may hold an entry's caption, in order of preference: `caption` wins."""
 MISSING = object()
 """Stands for "no caption field at all", which a null caption is not (their details differ)."""
+
+TRAINER_TOKENS = ("<image>", "<im_patch>", "<im_start>", "<im_end>", "<image-placeholder>")
+"""Text LLaVA's data pipeline replaces with image tokens (its DEFAULT_IMAGE_TOKEN and the patch, start,
+end and placeholder tokens): a caption holding one gives a sample more image tokens than images."""
 
 _RAW_LIMIT = 1000
 # Anything a caption must not contain: C0 controls except \t \n \r, DEL, C1 controls, and lone surrogates
@@ -104,7 +109,15 @@ def judge_caption(
     if len(text) > limit:
         detail = f"caption has {len(text)} characters after whitespace collapsing; the limit is {limit}"
         return reject(path, index, "too_long", detail, text, source_id)
+    if "<" in text and (token := trainer_token(text)) is not None:
+        detail = f"caption contains {token}, which LLaVA's trainer turns into image tokens"
+        return reject(path, index, "image_token", detail, text, source_id)
     return Record(text, path, index, source_id, image_ref)
+
+
+def trainer_token(text: str) -> str | None:
+    """The first of TRAINER_TOKENS in a caption, or None."""
+    return next((token for token in TRAINER_TOKENS if token in text), None)
 
 
 def judge(path: str, index: int, caption: Any, raw_id: Any, raw_image: Any, limit: int) -> Record | BadRecord:

@@ -106,11 +106,12 @@ class ExportStage(Stage):
         folder = ExportDir.llava_images(self.out / "llava")
         entries = []
         for row in rows:
-            fsio.write_bytes(folder / f"{row['key']}.jpg", images[row["key"]])
+            name = ExportDir.llava_image(row["key"], row["rank"])
+            fsio.write_bytes(folder / name, images[row["key"]])
             entries.append(
                 {
                     "id": row["key"],
-                    "image": f"{row['key']}.jpg",
+                    "image": name,
                     "conversations": [
                         {"from": "human", "value": f"{pick_instruction(row['key'], instructions)}\n<image>"},
                         {"from": "gpt", "value": row["caption"]},
@@ -149,10 +150,17 @@ class ExportStage(Stage):
             entries: list[Any] = []
             for part in self.layout.llava_parts():
                 entries.extend(fsio.read_json(part))
-            fsio.write_bytes(
-                ExportDir.llava_json(self.out / "llava"),
-                json.dumps(entries, ensure_ascii=False, indent=1).encode(),
-            )
+            # ASCII-safe: LLaVA opens the file with the locale's default encoding.
+            text = json.dumps(entries, ensure_ascii=True, indent=1)
+            fsio.write_bytes(ExportDir.llava_json(self.out / "llava"), text.encode())
+        if "webdataset" in formats:
+            size = self.config.export.rows_per_shard
+            folder = self.out / "webdataset"
+            sizes = {
+                ExportDir.webdataset_shard(folder, i).name: min(size, total - start)
+                for i, start in enumerate(range(0, total, size))
+            }
+            fsio.write_json(ExportDir.webdataset_sizes(folder), sizes)
         for fmt in formats:
             fsio.write_json(ExportDir.manifest(self.out / fmt), {"format": fmt, "records": total})
         return TaskStats(total, total)

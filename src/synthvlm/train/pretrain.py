@@ -187,6 +187,8 @@ def save_projector(model: LlavaForConditionalGeneration, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(to_llava_keys(state), out / PROJECTOR_BIN)
     save_file(state, str(out / PROJECTOR_SAFETENSORS), metadata={"format": "pt"})
+    # safetensors creates its file private (0600); give it the permissions the umask gave the .bin.
+    (out / PROJECTOR_SAFETENSORS).chmod((out / PROJECTOR_BIN).stat().st_mode & 0o777)
 
 
 def load_projector(model: LlavaForConditionalGeneration, path: str | Path) -> None:
