@@ -140,7 +140,7 @@ def test_stage_pickles_with_its_bucket_path():
     stage = ScoreStage(MEMORY_RUN, load_config(DEMO))
     copy = pickle.loads(pickle.dumps(stage))
     assert copy.run_dir == stage.run_dir == UPath(MEMORY_RUN)
-    assert str(copy.data_path(2)) == f"{MEMORY_RUN}/score/data/part-00002.parquet"
+    assert str(copy.layout.shard(2)) == f"{MEMORY_RUN}/score/data/part-00002.parquet"
     assert copy.models_dir == stage.models_dir
 
 

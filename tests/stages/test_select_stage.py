@@ -75,7 +75,7 @@ def test_empty_pool_when_every_candidate_failed(tmp_path):
     stage = SelectStage(tmp_path, RunConfig())
     stats = stage.run_task(stage.tasks("select")[0])
     assert (stats.n_in, stats.kept, stats.dropped) == (0, 0, {})
-    out = pa.parquet.read_table(stage.data_path(0))
+    out = pa.parquet.read_table(stage.layout.shard(0))
     assert out.num_rows == 0 and out.schema == schema.SELECTION
 
 
