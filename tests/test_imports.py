@@ -68,3 +68,17 @@ def test_the_shard_name_pattern_is_spelled_once():
     files = (SRC / "synthvlm").rglob("*.py")
     spelled = sorted(str(path.relative_to(SRC)) for path in files if "part-{" in path.read_text())
     assert spelled == ["synthvlm/core/layout.py"]
+
+
+def test_every_extra_an_error_names_exists():
+    import re
+    import tomllib
+
+    project = tomllib.loads((SRC.parent / "pyproject.toml").read_text())["project"]
+    extras = set(project["optional-dependencies"])
+    named = {
+        (path.name, name)
+        for path in (SRC / "synthvlm").rglob("*.py")
+        for name in re.findall(r"synthvlm\[([a-z0-9,-]+)\]", path.read_text())
+    }
+    assert named and {(file, name) for file, name in named if not set(name.split(",")) <= extras} == set()

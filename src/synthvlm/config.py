@@ -32,6 +32,8 @@ class IngestConfig(_Model):
     """Input records per pool shard (the unit of resume and of parallel curation)."""
     skip_bad_files: bool = False
     """Record a file that cannot be read as one `unreadable_file` rejected row instead of stopping."""
+    limit: int | None = Field(None, gt=0)
+    """Take only the first N records of the inputs (in input order), to try a recipe on a sample."""
 
 
 class FilterSpec(_Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -43,7 +44,9 @@ class IngestStage(Stage):
     def settings(self) -> dict[str, Any]:
         # A content digest, so an input edited in place (same size or not) is noticed on resume.
         files = [{"path": p, "bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in self._inputs()]
-        return {**self.config.ingest.model_dump(exclude={"inputs"}), "files": files}
+        # `limit` is left out when unset, so runs made before it existed keep their fingerprint.
+        exclude = {"inputs", *(("limit",) if self.config.ingest.limit is None else ())}
+        return {**self.config.ingest.model_dump(exclude=exclude), "files": files}
 
     def phases(self) -> list[str]:
         return ["read"]
@@ -78,7 +81,7 @@ class IngestStage(Stage):
         ids = IdAssigner()
         chunk: list[Record | BadRecord] = []
         index = 0
-        for record in self._stream():
+        for record in itertools.islice(self._stream(), self.config.ingest.limit):
             chunk.append(record)
             if len(chunk) == size:
                 yield self._flush(index, chunk, ids, write=index not in done)

@@ -154,7 +154,7 @@ class OpenAIBackend(Backend):
                 import openai
             except ImportError:
                 raise ImportError(
-                    "the OpenAI-compatible judge needs openai: pip install 'synthvlm[curate-llm]'"
+                    "the OpenAI-compatible judge needs openai: pip install 'synthvlm[curate]'"
                 ) from None
             key = os.environ.get(self.api_key_env)
             if not key:

@@ -29,7 +29,7 @@ _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(
 
 
 def _missing_extra() -> ImportError:
-    return ImportError("near-duplicate removal needs datasketch: pip install 'synthvlm[neardup]'")
+    return ImportError("near-duplicate removal needs datasketch: pip install 'synthvlm[curate]'")
 
 
 def lsh_params(*, threshold: float, num_perm: int) -> tuple[int, int]:
