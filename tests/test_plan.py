@@ -116,3 +116,17 @@ def test_plan_refuses_costs_measured_on_another_model():
     tiny = Measured(0.07, 2, 64 * 64, "run R", "builtin:tiny-sdxl")
     with pytest.raises(UserError, match="costs do not transfer between models"):
         project(config, captions=10, gpus=1, gpu_type="H100", measured=tiny)
+
+
+def test_plan_without_captions_counts_the_recipes_inputs():
+    from typer.testing import CliRunner
+
+    from synthvlm.cli import app
+
+    demo = str(REPO / "configs" / "demo.yaml")
+    result = CliRunner().invoke(app, ["plan", demo, "--gpus", "2", "--seconds-per-image", "0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    # demo_captions.jsonl: 52 lines, one bad JSON line and one empty caption -> 50 captions, 2 candidates each
+    assert (plan["captions"], plan["images"]) == (50, 100)
+    assert plan["assumptions"][0] == "50 captions in the recipe's inputs; curation keeps fewer"

@@ -110,6 +110,25 @@ def measured_from_run(run_dir: str | Path) -> Measured:
     )
 
 
+def count_input_captions(config: RunConfig) -> int:
+    """Captions the recipe's inputs hold, as ingest would accept them (before curation drops any)."""
+    from synthvlm.readers import Record, UnreadableFileError, detect_format, expand_inputs, read
+
+    cfg = config.ingest
+    if not cfg.inputs:
+        raise UserError("the recipe has no ingest.inputs to count; pass --captions N or --run RUN")
+    try:
+        files = expand_inputs(cfg.inputs)
+        count = 0
+        for path in files:
+            fmt = detect_format(path) if cfg.format == "auto" else cfg.format
+            records = read(path, fmt=fmt, max_caption_chars=cfg.max_caption_chars)
+            count += sum(isinstance(r, Record) for r in records)
+    except UnreadableFileError as exc:
+        raise UserError(str(exc)) from None
+    return min(count, cfg.limit) if cfg.limit is not None else count
+
+
 def project(
     config: RunConfig,
     *,

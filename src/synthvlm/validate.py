@@ -157,3 +157,14 @@ def validate_export(folder: str | fsio.RunPath) -> list[str]:
     if count != manifest["records"]:
         problems.append(f"{folder}: {count} records found, the selection has {manifest['records']}")
     return problems
+
+
+def format_folders(folder: str) -> list[str]:
+    """The format folders to check for a path: itself when it holds a manifest, else each sub-folder that
+    does (an export folder such as `demo-out/export`), else itself (so its missing manifest is reported)."""
+    path = fsio.run_path(folder)
+    if ExportDir.manifest(path).exists() or not path.is_dir():
+        return [folder]
+    subs = sorted(sub.name for sub in path.iterdir() if ExportDir.manifest(sub).exists())
+    found = [f"{folder.rstrip('/')}/{name}" for name in subs]
+    return found or [folder]
