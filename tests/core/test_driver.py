@@ -68,12 +68,14 @@ def test_run_commits_every_task_and_the_funnel_adds_up(tmp_path: Path):
         "part-00001.parquet",
         "part-00002.parquet",
     ]
-    assert fsio.read_json(tmp_path / "evens" / "done" / "keep-00002.json") == {
+    record = fsio.read_json(tmp_path / "evens" / "done" / "keep-00002.json")
+    assert {k: v for k, v in record.items() if k != "files"} == {
         "in": 2,
         "kept": 1,
         "dropped": {"odd": 1},
         "extra": {},
     }
+    assert sorted(record["files"]) == ["evens/data/part-00002.parquet", "evens/rejected/keep-00002.parquet"]
 
 
 def test_a_committed_task_never_runs_again(tmp_path: Path):
@@ -98,4 +100,4 @@ def test_changed_settings_are_refused_naming_the_keys(tmp_path: Path):
 
 def test_stats_that_do_not_add_up_are_a_bug(tmp_path: Path):
     with pytest.raises(AssertionError, match="in != kept"):
-        driver.commit(Evens(tmp_path, RunConfig()), Task("keep", 0), TaskStats(3, 1, {"odd": 1}))
+        driver.commit(Evens(tmp_path, RunConfig()), Task("keep", 0), TaskStats(3, 1, {"odd": 1}), {})

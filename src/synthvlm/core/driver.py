@@ -39,16 +39,23 @@ def execute_task(stage: Stage, task: Task) -> TaskStats | None:
     """
     if stage.layout.done(task.name).exists():
         return None
-    stats = stage.run_task(task)
-    commit(stage, task, stats)
+    with fsio.recording_writes() as written:
+        stats = stage.run_task(task)
+    commit(stage, task, stats, written)
     return stats
 
 
-def commit(stage: Stage, task: Task, stats: TaskStats) -> None:
-    """Record a task as complete; its outputs must already be in place."""
+def commit(stage: Stage, task: Task, stats: TaskStats, written: fsio.Written) -> None:
+    """Record a task as complete, with the size and sha256 of every file it wrote (what `verify` checks);
+    its outputs must already be in place."""
     dropped = sum(stats.dropped.values())
     assert stats.n_in == stats.kept + dropped, f"{stage.name} {task.name}: in != kept + dropped ({stats})"
-    fsio.write_json(stage.layout.done(task.name), stats.to_json())
+    root = fsio.absolute(stage.run_dir).rstrip("/") + "/"
+    files = {
+        path.removeprefix(root): {"bytes": size, "sha256": digest}
+        for path, (size, digest) in sorted(written.items())
+    }
+    fsio.write_json(stage.layout.done(task.name), {**stats.to_json(), "files": files})
 
 
 def completed(stage: Stage, phase: str) -> set[int]:
@@ -120,10 +127,16 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
         if phase in stage.sequential_phases:
             done = completed(stage, phase)
             count = 0
-            for task, stats in stage.run_sequential(phase, done):
+            stream = stage.run_sequential(phase, done)
+            while True:
+                with fsio.recording_writes() as written:  # a task's files are written as it is yielded
+                    item = next(stream, None)
+                if item is None:
+                    break
+                task, stats = item
                 count += 1
                 if stats is not None:
-                    commit(stage, task, stats)
+                    commit(stage, task, stats, written)
             fsio.write_json(out.plan(phase), {"tasks": count})
             continue
         tasks = stage.tasks(phase)

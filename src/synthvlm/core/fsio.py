@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+Written = dict[str, tuple[int, str]]
+"""Files written atomically: absolute path or URL -> (bytes, sha256 hex)."""
+
+_recording: ContextVar[Written | None] = ContextVar("synthvlm_written", default=None)
+
+
+@contextmanager
+def recording_writes() -> Iterator[Written]:
+    """Collect the size and sha256 of every file written atomically inside the block (in this thread)."""
+    written: Written = {}
+    token = _recording.set(written)
+    try:
+        yield written
+    finally:
+        _recording.reset(token)
+
+
+def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """(bytes, sha256 hex) of a local file."""
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return os.path.getsize(path), digest
+
+
+def _record(path: RunPath, tmp: Path) -> None:
+    written = _recording.get()
+    if written is not None:
+        written[absolute(path)] = file_digest(tmp)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str] | UPath) -> Iterator[Path]:
     """Yield a local temporary path to write; on success it becomes `path` whole, on error it is removed.
 
-    Locally: fsync, then rename onto `path`. Remotely: one upload to `path` (a single object PUT).
+    Locally: fsync, then rename onto `path`. Remotely: one upload to `path` (a single object PUT). Inside
+    `recording_writes`, the finished file's size and sha256 are recorded.
     """
     path = run_path(path)
     if is_local(path):
@@ -115,6 +147,7 @@ def atomic_path(path: str | os.PathLike[str] | UPath) -> Iterator[Path]:
             yield tmp
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            _record(path, tmp)
             os.replace(tmp, path)
             _fsync_dir(path.parent)
         finally:
@@ -123,6 +156,7 @@ def atomic_path(path: str | os.PathLike[str] | UPath) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="synthvlm-") as folder:
         tmp = Path(folder) / path.name
         yield tmp
+        _record(path, tmp)
         path.parent.mkdir(parents=True, exist_ok=True)  # no-op on object stores
         path.fs.put_file(str(tmp), path.path)
 
