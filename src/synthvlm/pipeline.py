@@ -12,6 +12,7 @@ from synthvlm.core import fsio, layout
 from synthvlm.core.driver import check_fingerprint, funnel, is_complete, needs_first, reset_stages, run_stage
 from synthvlm.core.errors import UserError
 from synthvlm.executors import make_executor
+from synthvlm.preflight import preflight
 from synthvlm.stages import ORDER, STAGES
 
 
@@ -26,6 +27,11 @@ def load_run_config(run_dir: str | fsio.RunPath) -> RunConfig | None:
 def save_run_config(run_dir: str | fsio.RunPath, config: RunConfig) -> None:
     """Write the resolved config into the run directory."""
     fsio.write_bytes(layout.config_path(fsio.run_path(run_dir)), dump_config(config).encode())
+
+
+def default_stages(config: RunConfig) -> list[str]:
+    """The stages a whole-pipeline run of `config` includes, in order."""
+    return [name for name in ORDER if STAGES[name].enabled(config)]
 
 
 def run(
@@ -45,7 +51,7 @@ def run(
     """
     run_dir = fsio.run_path(run_dir)
     if stages is None:
-        stages = [name for name in ORDER if STAGES[name].enabled(config)]
+        stages = default_stages(config)
     unknown = [s for s in [*stages, *([recompute_from] if recompute_from else [])] if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage {unknown[0]!r}; valid: {', '.join(ORDER)}")
@@ -54,6 +60,7 @@ def run(
     reset = ORDER[ORDER.index(recompute_from) :] if recompute_from else []
     planned = {name: STAGES[name](run_dir, config) for name in ORDER if name in stages}
     # Refuse before anything is deleted or the saved config replaced.
+    unchecked = []
     for name, stage in planned.items():
         for needed in stage.upstream:
             if needed in planned:
@@ -69,7 +76,14 @@ def run(
         if name not in reset and stage.layout.fingerprint.exists():
             check_fingerprint(stage, record=False)
         elif not any(needed in planned for needed in stage.upstream):
-            stage.settings()  # a bad input or setting is refused now, not after earlier stages ran
+            unchecked.append(stage)
+    # Every model, input, destination and extra the stages with work left will use, in one error.
+    working = [name for name in planned if name in reset or not is_complete(run_dir, name)]
+    report = preflight(config, run_dir=run_dir, stages=working, executor=executor)
+    if report.problems:
+        raise UserError(report.message())
+    for stage in unchecked:
+        stage.settings()  # a bad input or setting is refused now, not after earlier stages ran
     run_dir.mkdir(parents=True, exist_ok=True)
     reset_stages(run_dir, reset)
     save_run_config(run_dir, config)

@@ -233,9 +233,42 @@ def run_cmd(
 ) -> None:
     """Run the whole pipeline from a recipe, resuming whatever is already done."""
     config = load_config(config_file)
-    run = run or str(Path("runs") / config_file.stem)
+    run = run or _default_run(config_file)
     _run_stages(run, config, None, recompute, executor, quiet, address)
     out.print(f"run directory: {run}")
+
+
+def _default_run(config_file: Path) -> str:
+    return str(Path("runs") / config_file.stem)
+
+
+@app.command()
+def check(
+    config_file: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/synthvlm-paper.yaml.")],
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="Run directory or fsspec URL (default runs/<recipe name>)."),
+    ] = None,
+    executor: ExecutorOpt = "local",
+    as_json: Annotated[
+        bool, typer.Option("--json", help='One JSON object: {"problems": [{what, fix}], "notes": [...]}.')
+    ] = False,
+) -> None:
+    """Check, doing no work, that every model, input, folder and extra the recipe needs is there;
+    exit 2 when something is missing."""
+    from synthvlm.preflight import preflight
+
+    config = load_config(config_file)
+    stages = pipeline.default_stages(config)
+    report = preflight(config, run_dir=run or _default_run(config_file), stages=stages, executor=executor)
+    if as_json:
+        typer.echo(json.dumps(report.to_json()))
+    else:
+        for note in report.notes:
+            typer.echo(f"note: {note}")
+        typer.echo(report.message() if report.problems else f"ok: nothing missing for {', '.join(stages)}")
+    if report.problems:
+        raise typer.Exit(2)
 
 
 @app.command()
