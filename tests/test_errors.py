@@ -34,3 +34,15 @@ def test_other_errors_pass_through():
     with pytest.raises(KeyError):
         with loading_model("org/model"):
             raise KeyError("a bug, not a missing model")
+
+
+def test_a_damaged_weights_file_is_one_line(tmp_path):
+    from safetensors.torch import load_file
+
+    damaged = tmp_path / "model.safetensors"
+    damaged.write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError) as info:
+        with loading_model("org/model"):
+            load_file(str(damaged))
+    reason = "Error while deserializing header: header too large"
+    assert str(info.value) == f"cannot load model 'org/model': {reason}"

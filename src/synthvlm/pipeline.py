@@ -11,6 +11,7 @@ from synthvlm.config import RunConfig, dump_config, parse_config
 from synthvlm.core import fsio, layout
 from synthvlm.core.driver import check_fingerprint, funnel, is_complete, needs_first, reset_stages, run_stage
 from synthvlm.core.errors import UserError
+from synthvlm.core.lock import run_lock
 from synthvlm.executors import make_executor
 from synthvlm.preflight import preflight
 from synthvlm.stages import ORDER, STAGES
@@ -85,10 +86,11 @@ def run(
     for stage in unchecked:
         stage.settings()  # a bad input or setting is refused now, not after earlier stages ran
     run_dir.mkdir(parents=True, exist_ok=True)
-    reset_stages(run_dir, reset)
-    save_run_config(run_dir, config)
-    runner = make_executor(executor, config=config, progress=progress)
-    return {name: run_stage(stage, runner) for name, stage in planned.items()}
+    with run_lock(run_dir):  # a second driver on this run refuses, naming this one
+        reset_stages(run_dir, reset)
+        save_run_config(run_dir, config)
+        runner = make_executor(executor, config=config, progress=progress)
+        return {name: run_stage(stage, runner) for name, stage in planned.items()}
 
 
 def status(run_dir: str | fsio.RunPath) -> dict[str, Any]:

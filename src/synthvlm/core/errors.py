@@ -23,10 +23,19 @@ def loading_model(name: str) -> Iterator[None]:
     folder without weights — into a one-line UserError naming it, with the library's reason and its cause."""
     try:
         yield
-    except (OSError, ValueError) as exc:  # what from_pretrained raises for files it cannot use
+    except _unusable_files() as exc:  # what from_pretrained raises for files it cannot use
         reason = " ".join(str(exc).replace(_SEE_ABOVE, "").split())
         reason = reason.removeprefix(f"Cannot load model {name}: ")  # diffusers repeats the name
         cause = exc.__cause__ or exc.__context__
         if cause is not None and str(cause).strip():
             reason += f" (cause: {' '.join(str(cause).split())})"
         raise UserError(f"cannot load model {name!r}: {reason}") from exc
+
+
+def _unusable_files() -> tuple[type[Exception], ...]:
+    """What loaders raise for a file they cannot use: OS and value errors, and safetensors' own error for
+    a damaged weights file (safetensors is imported only if a model loader already imported it)."""
+    import sys
+
+    safetensors = sys.modules.get("safetensors")
+    return (OSError, ValueError) + ((safetensors.SafetensorError,) if safetensors is not None else ())

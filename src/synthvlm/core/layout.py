@@ -58,6 +58,11 @@ def judge_cache(run_dir: fsio.RunPath) -> Path:
     return fsio.local_root(run_dir) / "cache" / "judge.sqlite"
 
 
+def lock_path(run_dir: fsio.RunPath) -> fsio.RunPath:
+    """The driver lock: who is running stages in this run directory right now."""
+    return run_dir / "driver.lock"
+
+
 def config_path(run_dir: fsio.RunPath) -> fsio.RunPath:
     return run_dir / CONFIG
 
@@ -156,11 +161,21 @@ class StageDir:
 
 
 class ExportDir:
-    """One export folder: a sub-folder per format, each with a manifest that `validate` checks."""
+    """One export folder: a sub-folder per format, each with a manifest that `validate` checks and a dataset
+    card (README.md) whose `configs` point `datasets.load_dataset(folder)` at the format's data files."""
 
     LLAVA_JSON = "synthvlm_pretrain.json"
     """The LLaVA data file; pass it as --data_path and `images/` as --image_folder."""
     MANIFEST = "manifest.json"
+    CARD = "README.md"
+    """The Hugging Face dataset card: the hub and `datasets` read its YAML header."""
+    DATA_FILES = {
+        "llava": LLAVA_JSON,
+        "webdataset": "shard-*.tar",
+        "parquet": _SHARD_GLOB + ".parquet",
+        "hf": "data/train-*.parquet",
+    }
+    """Per format, the glob (relative to its folder) of the files `datasets` reads: the card's data_files."""
 
     def __init__(self, root: fsio.RunPath) -> None:
         self.root = root
@@ -200,7 +215,7 @@ class ExportDir:
 
     @staticmethod
     def webdataset_shards(folder: fsio.RunPath) -> list[fsio.RunPath]:
-        return sorted(folder.glob("shard-*.tar"))
+        return sorted(folder.glob(ExportDir.DATA_FILES["webdataset"]))
 
     @staticmethod
     def parquet_shard(folder: fsio.RunPath, index: int) -> fsio.RunPath:
@@ -209,3 +224,17 @@ class ExportDir:
     @staticmethod
     def parquet_shards(folder: fsio.RunPath) -> list[fsio.RunPath]:
         return shard_files(folder)
+
+    @staticmethod
+    def card(folder: fsio.RunPath) -> fsio.RunPath:
+        return folder / ExportDir.CARD
+
+    @staticmethod
+    def hf_shard(folder: fsio.RunPath, index: int, count: int) -> fsio.RunPath:
+        """Shard `index` of `count` in the hub's own naming (`data/train-00000-of-00003.parquet`), which the
+        hub also recognises without a card."""
+        return folder / "data" / f"train-{index:05d}-of-{count:05d}.parquet"
+
+    @staticmethod
+    def hf_shards(folder: fsio.RunPath) -> list[fsio.RunPath]:
+        return sorted(folder.glob(ExportDir.DATA_FILES["hf"]))
