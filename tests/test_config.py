@@ -110,3 +110,54 @@ def test_every_path_field_resolves_relative_to_the_recipe(tmp_path):
     assert config.curate.judge.template == str(base / "prompt.txt")
     assert config.curate.alignment.image_root == str(base / "images")
     assert config.export.out == "s3://bucket/out"  # URLs are left alone
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "generate:\n  preset: tiny\n steps: [2\n",
+            "not valid YAML at line 3, column 2: expected <block end>, but found '<block mapping start>' "
+            "(while parsing a block mapping that starts at line 1, column 1)",
+        ),
+        (
+            "generate:\n  preset: tiny\n  steps: 2: 3\n",
+            "not valid YAML at line 3, column 11: mapping values are not allowed here",
+        ),
+        (
+            "ingest: {inputs: [a.txt\n",
+            "not valid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>' "
+            "(while parsing a flow sequence that starts at line 1, column 18)",
+        ),
+    ],
+)
+def test_yaml_errors_give_pyyamls_line_and_column(tmp_path, text, message):
+    from synthvlm.config import load_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_config(recipe)
+    assert str(info.value) == f"{recipe}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"generate": {"presett": "tiny"}}, "generate.presett: unknown key; did you mean generate.preset?"),
+        ({"genrate": {"preset": "tiny"}}, "genrate: unknown key; did you mean generate?"),
+        ({"ray": {"adress": "auto"}}, "ray.adress: unknown key; did you mean ray.address?"),
+        (
+            {"curate": {"filters": [{"name": "x", "parms": {}}]}},
+            "curate.filters.0.parms: unknown key; did you mean curate.filters.0.params?",
+        ),
+        (
+            {"select": {"zzz": 1}},
+            "select.zzz: unknown key; valid keys here: best_of_n, fraction, key, threshold, top_k",
+        ),
+    ],
+)
+def test_unknown_keys_suggest_the_closest_valid_one(data, message):
+    with pytest.raises(UserError) as info:
+        parse_config(data, origin="recipe.yaml")
+    assert str(info.value) == f"recipe.yaml: invalid config: {message}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -453,10 +455,44 @@ def parse_config(data: dict[str, Any], *, origin: str) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["type"], err["msg"]) for err in exc.errors())
         raise UserError(f"{origin}: invalid config: {problems}") from None
+
+
+def _problem(loc: tuple[int | str, ...], kind: str, message: str) -> str:
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    if kind != "extra_forbidden":
+        return f"{where}: {message}"
+    # A misspelt key: name the closest key the section has, or all of them.
+    model = _section_model(loc[:-1])
+    if model is None:
+        return f"{where}: unknown key"
+    keys = sorted(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+    if close:
+        return f"{where}: unknown key; did you mean {'.'.join(str(p) for p in (*loc[:-1], close[0]))}?"
+    return f"{where}: unknown key; valid keys here: {', '.join(keys)}"
+
+
+def _section_model(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The config model at a location (`curate.filters.0` -> FilterSpec); None where there is none."""
+    model: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if isinstance(part, int):  # an item of a list of models: the same model
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_in(field.annotation) if field is not None else None
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -467,11 +503,23 @@ def load_config(path: str | Path) -> RunConfig:
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{path}: not valid YAML{_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     _resolve_paths(data, base=path.resolve().parent)
     return parse_config(data, origin=str(path))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where PyYAML stopped (line and column, from 1) and why, with what it was parsing when it says."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return f": {str(exc).splitlines()[0]}"
+    text = f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None:
+        text += f" ({context} that starts at line {start.line + 1}, column {start.column + 1})"
+    return text
 
 
 PATH_FIELDS = (

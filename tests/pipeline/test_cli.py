@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -192,3 +193,229 @@ def test_every_option_has_help():
     commands = typer.main.get_command(app).commands
     assert [(name, p.name) for name, sub in commands.items() for p in sub.params if not p.help] == []
     assert len(commands) == 16
+
+
+# -- in-process: the CLI's messages and behaviour, through `main` (one line, exit code) --------------------
+
+CAPTIONS = [
+    "a red bus parked on a quiet street",
+    "a dog running on the beach at sunset",
+    "two children flying a kite in a green park",
+]
+
+
+def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `synthvlm ARGS` in this process: (exit code, stdout, stderr)."""
+    import pytest
+
+    from synthvlm.cli import main
+
+    monkeypatch.setattr("sys.argv", ["synthvlm", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+def _captions(tmp_path: Path, name: str = "c.jsonl", lines: list[str] = CAPTIONS) -> str:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"caption": c}) + "\n" for c in lines))
+    return str(path)
+
+
+def _option_line(help_text: str, option: str) -> str:
+    [line] = [line for line in help_text.splitlines() if re.match(rf"│ [ *]  {option} ", line)]
+    return line
+
+
+def test_help_shows_every_default_and_flags_take_no_value():
+    import typer
+    from typer.testing import CliRunner
+
+    from synthvlm.cli import app
+
+    def help_of(*command: str) -> str:
+        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    defaults = {
+        ("generate", "--preset"): "(sdxl, or the run's own)",
+        ("generate", "--candidates"): "(1, or the run's own)",
+        ("generate", "--batch-size"): "(the preset's: 8 for sdxl, or the run's own)",
+        ("generate", "--device"): "(auto, or the run's own)",
+        ("score", "--clip-model"): "(openai/clip-vit-base-patch32, or the run's own)",
+        ("score", "--device"): "(auto, or the run's own)",
+        ("curate", "--recipe"): "(synthvlm, or the run's own)",
+        ("select", "--top-k"): "(top-k 100000, or the run's own cut)",
+        ("ingest", "--format"): "(auto, or the run's own)",
+        ("ingest", "--shard-rows"): "(10000, or the run's own)",
+        ("generate", "--executor"): "local",
+    }
+    for (command, option), default in defaults.items():
+        assert _option_line(help_of(command), option).rstrip(" │").endswith(f"[default: {default}]")
+    for command in ["", *typer.main.get_command(app).commands]:
+        assert "<bool>" not in help_of(*([command] if command else []))
+    quiet = _option_line(help_of("generate"), "--quiet")  # no value placeholder before the help
+    assert re.match(r"│ +--quiet +-q +No progress\. Without a terminal", quiet), quiet
+
+
+def test_status_takes_the_run_as_an_option_too(tmp_path, monkeypatch, capsys):
+    run = str(tmp_path / "run")
+    assert _main(monkeypatch, capsys, "ingest", _captions(tmp_path), "--run", run, "-q")[0] == 0
+    positional = _main(monkeypatch, capsys, "status", run, "--json")
+    assert positional[0] == 0 and json.loads(positional[1])["stages"]["ingest"]["kept"] == 3
+    assert _main(monkeypatch, capsys, "status", "--run", run, "--json") == positional
+    assert _main(monkeypatch, capsys, "status") == (
+        2,
+        "",
+        "error: which run? pass its directory: `synthvlm status RUN`\n",
+    )
+    other = str(tmp_path / "other")
+    assert _main(monkeypatch, capsys, "status", run, "--run", other) == (
+        2,
+        "",
+        f"error: two runs given ({run} and --run {other}): pass one, `synthvlm status RUN`\n",
+    )
+
+
+def test_a_run_that_is_a_file_is_one_line_for_every_command(tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    refusal = f"error: {a_file} is a file, not a run directory: pass a folder to --run\n"
+    commands = [
+        ["status", str(a_file)],
+        ["status", "--run", str(a_file)],
+        ["ingest", _captions(tmp_path), "--run", str(a_file)],
+        *([stage, "--run", str(a_file)] for stage in ("curate", "generate", "score", "select", "export")),
+        ["plan", str(REPO / "configs" / "demo.yaml"), "--gpus", "1", "--run", str(a_file)],
+    ]
+    for args in commands:
+        assert _main(monkeypatch, capsys, *args) == (2, "", refusal), args
+    assert _main(monkeypatch, capsys, "validate", str(a_file)) == (
+        2,
+        "",
+        f"error: {a_file} is a file, not an export folder: pass the folder that holds manifest.json "
+        "(or the export folder above it)\n",
+    )
+
+
+def test_ctrl_c_keeps_finished_shards_and_prints_the_resume_command(tmp_path, monkeypatch, capsys):
+    from synthvlm.executors import local
+
+    run = str(tmp_path / "run")
+    captions = _captions(tmp_path)
+    ran = []
+    real = local.execute_task
+
+    def interrupted_on_the_second_task(stage, task):
+        if ran:
+            raise KeyboardInterrupt
+        ran.append(task.name)
+        return real(stage, task)
+
+    monkeypatch.setattr(local, "execute_task", interrupted_on_the_second_task)
+    assert _main(monkeypatch, capsys, "ingest", captions, "--run", run, "--shard-rows", "1", "-q")[0] == 0
+    assert _main(monkeypatch, capsys, "curate", "--run", run, "--from", "curate", "-q") == (
+        130,
+        "",
+        f"interrupted: {run} keeps ingest (complete), curate (1/3 shards); "
+        f"resume with: synthvlm curate --run {run} -q\n",
+    )
+    monkeypatch.setattr(local, "execute_task", real)
+    assert _main(monkeypatch, capsys, "curate", "--run", run, "-q") == (
+        0,
+        "curate: in 3, kept 3, dropped none\n",
+        "",
+    )
+
+    fresh = str(tmp_path / "fresh")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("synthvlm.pipeline.run", interrupt)
+    assert _main(monkeypatch, capsys, "ingest", captions, "--run", fresh) == (
+        130,
+        "",
+        f"interrupted: nothing was kept in {fresh} yet; "
+        f"resume with: synthvlm ingest {captions} --run {fresh}\n",
+    )
+
+
+def test_progress_lines_without_a_terminal_and_none_with_quiet(tmp_path, monkeypatch, capsys):
+    from synthvlm.core import progress
+
+    monkeypatch.setattr(progress, "_now", lambda: 7.0)
+    monkeypatch.delenv("SYNTHVLM_PROGRESS_INTERVAL", raising=False)
+    run = str(tmp_path / "run")
+    assert _main(monkeypatch, capsys, "ingest", _captions(tmp_path), "--run", run) == (
+        0,
+        "ingest: in 3, kept 3, dropped none\n",  # a sequential phase: no executor, no progress
+        "",
+    )
+    assert _main(monkeypatch, capsys, "curate", "--run", run) == (
+        0,
+        "curate/filter: 1/1 shards, 0:00:00 elapsed\n"
+        "curate/dedup-plan: 1/1 shards, 0:00:00 elapsed\n"
+        "curate/dedup: 1/1 shards, 0:00:00 elapsed\n"
+        "curate: in 3, kept 3, dropped none\n",
+        "",
+    )
+    monkeypatch.setenv("SYNTHVLM_PROGRESS_INTERVAL", "soon")
+    assert _main(monkeypatch, capsys, "curate", "--run", run, "--from", "curate") == (
+        2,
+        "",
+        "error: SYNTHVLM_PROGRESS_INTERVAL must be a number of seconds above 0, got 'soon'\n",
+    )
+    assert _main(monkeypatch, capsys, "curate", "--run", run, "--from", "curate", "-q") == (
+        0,
+        "curate: in 3, kept 3, dropped none\n",
+        "",
+    )
+
+
+def test_refusals_name_the_config_keys(tmp_path, monkeypatch, capsys):
+    run = str(tmp_path / "run")
+
+    def refusal(stage: str, changed: str) -> tuple[int, str, str]:
+        return (
+            2,
+            "",
+            f"error: stage '{stage}' in {run} was run with a different config (changed: {changed}); rerun "
+            f"with --from {stage} to recompute it and everything after it\n",
+        )
+
+    assert _main(monkeypatch, capsys, "ingest", _captions(tmp_path), "--run", run, "-q")[0] == 0
+    other = _captions(tmp_path, "d.jsonl", CAPTIONS[:2])
+    assert _main(monkeypatch, capsys, "ingest", other, "--run", run, "-q") == refusal(
+        "ingest", "ingest.inputs"
+    )
+    assert _main(monkeypatch, capsys, "curate", "--run", run, "-q")[0] == 0
+    assert _main(monkeypatch, capsys, "curate", "--run", run, "--recipe", "none", "-q") == refusal(
+        "curate", "curate.recipe/curate.filters"
+    )
+
+
+def test_every_fingerprint_key_maps_to_the_config_key_a_user_writes():
+    from synthvlm.core.driver import _config_key
+
+    cases = {
+        ("ingest", "settings.files"): "ingest.inputs",
+        ("ingest", "settings.max_caption_chars"): "ingest.max_caption_chars",
+        ("caption", "settings.files"): "caption.inputs",
+        ("caption", "settings.max_new_tokens"): "caption.max_new_tokens",
+        ("curate", "settings.filters"): "curate.recipe/curate.filters",
+        ("curate", "settings.dedup"): "curate.dedup",
+        ("curate", "settings.alignment.min_clip"): "curate.alignment.min_clip",
+        ("curate", "settings.decontamination.sha256./data/eval.json"): "curate.decontamination.eval_files",
+        ("curate", "settings.judge.template_sha256"): "curate.judge.template",
+        ("generate", "settings.seed"): "seed",
+        ("generate", "settings.steps"): "generate.steps",
+        ("score", "settings.ssim_data_range"): "score.ssim_data_range",
+        ("select", "settings.top_k"): "select.top_k",
+        ("export", "settings.out"): "export.out",
+        ("score", "upstream.generate"): "upstream stage generate",
+        ("evens", "settings.size"): "settings.size",  # a stage with no config section of its own
+    }
+    assert {case: _config_key(*case) for case in cases} == cases

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,11 +14,43 @@ from rich.console import Console
 from rich.table import Table
 
 from synthvlm import pipeline
-from synthvlm.config import CUTS, RunConfig, load_config
+from synthvlm.config import (
+    CUTS,
+    GENERATE_PRESETS,
+    CurateConfig,
+    GenerateConfig,
+    IngestConfig,
+    RunConfig,
+    ScoreConfig,
+    load_config,
+)
 from synthvlm.core import fsio
 from synthvlm.core.errors import ShardFailedError, UserError
+from synthvlm.core.progress import INTERVAL_ENV, interval, run_progress
+
+
+class _Group(typer.core.TyperGroup):
+    """Typer's group, listing flags without the `<bool>` value they never take."""
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> typer.core.TyperCommand | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _bare_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx: typer.Context, formatter: typer.core._click.HelpFormatter) -> None:
+        _bare_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+def _bare_flags(command: typer.core.TyperCommand | typer.core.TyperGroup, ctx: typer.Context) -> None:
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # the help shows an option's metavar in place of its type
+
 
 app = typer.Typer(
+    cls=_Group,
     help="Build SynthVLM-style synthetic image-caption datasets: "
     "ingest, curate, generate, score, select, export "
     "(plus report, plan, train, eval).",
@@ -59,10 +92,31 @@ AddressOpt = Annotated[
     str | None,
     typer.Option("--address", help="Ray cluster to join with --executor ray: auto or ray://HOST:PORT."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress. Without a terminal (nohup, Slurm, tee) progress is one line every "
+        f"${INTERVAL_ENV} seconds (default 30).",
+    ),
+]
+
+
+def _initially(value: object) -> str:
+    """The shown default of an option that replaces a setting saved in the run: the run keeps its own."""
+    return f"{value}, or the run's own"
+
+
+def _refuse_file(run: str | Path) -> None:
+    """A --run naming a file is refused in the words `pipeline.run` uses, before anything reads it."""
+    run_dir = fsio.run_path(run)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a run directory: pass a folder to --run")
 
 
 def _config(run: str) -> RunConfig:
+    _refuse_file(run)
     config = pipeline.load_run_config(run)
     if config is None:
         raise UserError(
@@ -81,12 +135,43 @@ def _run_stages(
     address: str | None = None,
 ) -> None:
     config = config.updated("ray", address=address)
-    results = pipeline.run(
-        run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet
-    )
+    if not quiet:
+        interval()  # a bad $SYNTHVLM_PROGRESS_INTERVAL is refused before any work
+    try:
+        with run_progress(stages if stages is not None else pipeline.default_stages(config)):
+            results = pipeline.run(
+                run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet
+            )
+    except KeyboardInterrupt:
+        err.print(_interrupted(run), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     for name, f in results.items():
         dropped = ", ".join(f"{r}={n}" for r, n in f["dropped"].items()) or "none"
         out.print(f"{name}: in {f['in']}, kept {f['kept']}, dropped {dropped}")
+
+
+def _interrupted(run: str) -> str:
+    """What Ctrl-C leaves: each stage's committed shards (they stay) and the command that goes on from them.
+
+    That command is the one given, less `--from`: the stages it reset are already reset.
+    """
+    args, rest = [], iter(sys.argv[1:])
+    for arg in rest:
+        if arg == "--from":
+            next(rest, None)
+        elif not arg.startswith("--from="):
+            args.append(arg)
+    try:
+        stages = pipeline.status(run)["stages"]
+    except UserError:  # not a run yet: nothing was kept
+        stages = {}
+    kept = [
+        f"{name} (complete)" if f["complete"] else f"{name} ({f['tasks_done']}/{f['tasks_total']} shards)"
+        for name, f in stages.items()
+        if f["complete"] or f["tasks_done"]
+    ]
+    what = f"{run} keeps {', '.join(kept)}" if kept else f"nothing was kept in {run} yet"
+    return f"interrupted: {what}; resume with: {shlex.join(['synthvlm', *args])}"
 
 
 @app.command()
@@ -101,13 +186,29 @@ def ingest(
     *,
     run: RunOpt,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="Force a format instead of detecting it.")
+        str | None,
+        typer.Option(
+            "--format",
+            help="Force a format instead of detecting it.",
+            show_default=_initially(IngestConfig.model_fields["format"].default),
+        ),
     ] = None,
     skip_bad_files: Annotated[
         bool | None,
-        typer.Option("--skip-bad-files", help="Record unparseable files as rejected instead of stopping."),
+        typer.Option(
+            "--skip-bad-files",
+            help="Record unparseable files as rejected instead of stopping.",
+            show_default=_initially("off"),
+        ),
     ] = None,
-    shard_rows: Annotated[int | None, typer.Option("--shard-rows", help="Input records per shard.")] = None,
+    shard_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-rows",
+            help="Input records per shard.",
+            show_default=_initially(IngestConfig.model_fields["shard_rows"].default),
+        ),
+    ] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -127,7 +228,12 @@ def ingest(
 def curate(
     run: RunOpt,
     recipe: Annotated[
-        str | None, typer.Option("--recipe", help="Filter recipe (synthvlm: the paper's Table 1).")
+        str | None,
+        typer.Option(
+            "--recipe",
+            help="Filter recipe: synthvlm (the paper's Table 1) or none.",
+            show_default=_initially(CurateConfig.model_fields["recipe"].default),
+        ),
     ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
@@ -143,13 +249,37 @@ def curate(
 def generate(
     run: RunOpt,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="sdxl, sdxl-base, sd3-medium, tiny, tiny-refiner.")
+        str | None,
+        typer.Option(
+            "--preset",
+            help="sdxl, sdxl-base, sd3-medium, tiny, tiny-refiner.",
+            show_default=_initially(GenerateConfig.model_fields["preset"].default),
+        ),
     ] = None,
-    candidates: Annotated[int | None, typer.Option("--candidates", help="Images per caption.")] = None,
+    candidates: Annotated[
+        int | None,
+        typer.Option(
+            "--candidates",
+            help="Images per caption.",
+            show_default=_initially(GenerateConfig.model_fields["candidates_per_caption"].default),
+        ),
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Images per pipeline call (a ceiling).")
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Images per pipeline call (a ceiling).",
+            show_default=_initially(f"the preset's: {GENERATE_PRESETS['sdxl']['batch_size']} for sdxl"),
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="auto, cpu, cuda, cuda:1, ...",
+            show_default=_initially(GenerateConfig.model_fields["device"].default),
+        ),
+    ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -166,9 +296,21 @@ def generate(
 def score(
     run: RunOpt,
     clip_model: Annotated[
-        str | None, typer.Option("--clip-model", help="CLIP hub id or local directory.")
+        str | None,
+        typer.Option(
+            "--clip-model",
+            help="CLIP hub id or local directory.",
+            show_default=_initially(ScoreConfig.model_fields["clip_model"].default),
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="auto, cpu, cuda, cuda:1, ...",
+            show_default=_initially(ScoreConfig.model_fields["device"].default),
+        ),
+    ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -182,7 +324,14 @@ def score(
 @app.command()
 def select(
     run: RunOpt,
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Keep the K best.")] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k",
+            help="Keep the K best.",
+            show_default="top-k 100000, or the run's own cut",
+        ),
+    ] = None,
     fraction: Annotated[
         float | None, typer.Option("--fraction", help="Keep this fraction of the ranked rows.")
     ] = None,
@@ -290,12 +439,21 @@ def demo(
 
 @app.command()
 def status(
-    run: Annotated[str, typer.Argument(help="Run directory or fsspec URL.")],
+    run: Annotated[str | None, typer.Argument(help="Run directory or fsspec URL.")] = None,
+    run_opt: Annotated[
+        str | None, typer.Option("--run", help="The run directory, as the other commands take it.")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help='One JSON object: {"stages": {name: {in, kept, dropped}}}.')
     ] = False,
 ) -> None:
     """Progress and funnel of every stage of a run."""
+    if run is not None and run_opt is not None and run != run_opt:
+        raise UserError(f"two runs given ({run} and --run {run_opt}): pass one, `synthvlm status RUN`")
+    run = run if run is not None else run_opt
+    if run is None:
+        raise UserError("which run? pass its directory: `synthvlm status RUN`")
+    _refuse_file(run)
     report = pipeline.status(run)
     if as_json:
         sys.stdout.write(json.dumps(report, sort_keys=False) + "\n")
@@ -319,6 +477,12 @@ def validate(
     """Check that every exported record has a decodable image and that counts match the selection."""
     from synthvlm.validate import validate_export
 
+    for given in folders:
+        if fsio.run_path(given).is_file():
+            raise UserError(
+                f"{given} is a file, not an export folder: pass the folder that holds manifest.json "
+                "(or the export folder above it)"
+            )
     failed = False
     for folder in folders:
         problems = validate_export(folder)
@@ -357,6 +521,8 @@ def plan(
     from synthvlm.plan import Measured, anchor, measured_from_run, project
 
     config = load_config(config_file)
+    if run is not None:
+        _refuse_file(run)
     if captions is None:
         if run is None:
             raise UserError("pass --captions N, or --run RUN to use a run's curated caption count")

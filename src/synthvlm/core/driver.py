@@ -89,7 +89,7 @@ def check_fingerprint(stage: Stage, *, record: bool = True) -> None:
         if previous == current:
             return
         if has_work(stage.run_dir, stage.name):
-            changed = sorted(_changed_keys(previous, current))
+            changed = sorted({_config_key(stage.name, key) for key in _changed_keys(previous, current)})
             raise UserError(
                 f"stage '{stage.name}' in {stage.run_dir} was run with a different config "
                 f"(changed: {', '.join(changed)}); rerun with --from {stage.name} to recompute it "
@@ -97,6 +97,36 @@ def check_fingerprint(stage: Stage, *, record: bool = True) -> None:
             )
     if record:
         fsio.write_json(path, current)
+
+
+_SETTINGS_FROM = {
+    # Fingerprint settings computed from a config key rather than copied from it.
+    "ingest": {"files": "ingest.inputs"},
+    "caption": {"files": "caption.inputs"},
+    "generate": {"seed": "seed"},
+    "curate": {"filters": "curate.recipe/curate.filters"},
+}
+"""Per stage: the config key a user edits when the fingerprint's `settings.<key>` changed."""
+_SECTIONS = frozenset({"ingest", "curate", "generate", "score", "select", "export", "caption"})
+"""Stages whose other settings are their config section's keys."""
+
+
+def _config_key(stage: str, key: str) -> str:
+    """The config key behind a changed fingerprint key (`settings.steps` of generate -> `generate.steps`), so
+    a refusal names what the user wrote; keys of stages without their own config section stay as they are."""
+    head, _, rest = key.partition(".")
+    if head == "upstream":
+        return f"upstream stage {rest}"
+    if head != "settings" or stage not in _SECTIONS:
+        return key
+    parts = rest.split(".")
+    if parts[0] in _SETTINGS_FROM.get(stage, {}):
+        return _SETTINGS_FROM[stage][parts[0]]
+    if stage == "curate" and parts[-1] == "template_sha256":  # the judge's prompt file's content
+        return "curate.judge.template"
+    if stage == "curate" and len(parts) > 1 and parts[1] == "sha256":  # the evaluation files' content
+        return "curate.decontamination.eval_files"
+    return f"{stage}.{rest}"
 
 
 def _changed_keys(a: Any, b: Any, prefix: str = "") -> Iterator[str]:

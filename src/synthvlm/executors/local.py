@@ -24,8 +24,9 @@ class LocalExecutor:
     def map(self, stage: Stage, tasks: Sequence[Task]) -> None:
         if not tasks:
             return
-        label = f"{stage.name}/{tasks[0].phase}"
-        with task_progress(label, total=len(tasks), unit=stage.unit, enabled=self.progress) as shard_done:
+        with task_progress(
+            stage.name, tasks[0].phase, total=len(tasks), unit=stage.unit, enabled=self.progress
+        ) as shard_done:
             for task in tasks:
                 execute_task(stage, task)
                 shard_done()

@@ -84,8 +84,9 @@ class RayExecutor:
 
         if self._threads is None:
             self._threads = self.config.threads or _torch_threads()
-        label = f"{stage.name}/{tasks[0].phase}"
-        with task_progress(label, total=len(tasks), unit=stage.unit, enabled=self.progress) as shard_done:
+        with task_progress(
+            stage.name, tasks[0].phase, total=len(tasks), unit=stage.unit, enabled=self.progress
+        ) as shard_done:
             if stage.uses_model:
                 self._on_actors(ray, stage, tasks, shard_done)
             else:
