@@ -16,7 +16,7 @@ from PIL import Image, ImageFilter
 
 from synthvlm import pipeline
 from synthvlm.config import RunConfig
-from synthvlm.core import fsio, schema
+from synthvlm.core import fsio, layout, schema
 from synthvlm.core.webdataset import add_member, encode
 
 HOSTILE = "<script>alert(1)</script>"
@@ -25,14 +25,17 @@ CANDIDATES = 2
 TOP_K = 4
 SECONDS = 0.5
 FAILED_KEY = "c09-1"  # one candidate whose generation failed: 20 candidates, 19 images
+LONG_ID = "c05" + "0123456789abcdef" * 4  # no break opportunity: must still wrap inside its image card
+REPETITIVE = " ".join(["buy now"] * 12)  # word_repetition_filter 1.0 and character_repetition_filter 0.2558
+SYMBOLS = "!!! ??? ### $$$ %%% &&& a cat"  # alphanumeric_filter 0.1379, special_characters_filter 0.8621
 
 
 def _fake_stage(run: Path, name: str, phase: str, stats: dict[str, Any]) -> None:
     """Completion records of a stage that ran as one task, as `run_stage` leaves them."""
-    folder = run / name
-    fsio.write_json(folder / "phases.json", [phase])
-    fsio.write_json(folder / "plan" / f"{phase}.json", {"tasks": 1})
-    fsio.write_json(folder / "done" / f"{phase}-00000.json", {"extra": {}, **stats})
+    folder = layout.StageDir(run, name)
+    fsio.write_json(folder.phases, [phase])
+    fsio.write_json(folder.plan(phase), {"tasks": 1})
+    fsio.write_json(folder.done(layout.task_name(phase, 0)), {"extra": {}, **stats})
     funnel = {
         "in": stats["in"],
         "kept": stats["kept"],
@@ -42,7 +45,7 @@ def _fake_stage(run: Path, name: str, phase: str, stats: dict[str, Any]) -> None
         "tasks_total": 1,
         "complete": True,
     }
-    fsio.write_json(folder / "complete.json", funnel)
+    fsio.write_json(folder.complete, funnel)
 
 
 def image(index: int) -> Image.Image:
@@ -56,8 +59,17 @@ def caption(i: int) -> str:
     return HOSTILE if i == 3 else f"a photo of thing number {i} on a table"
 
 
-def make_run(run: Path) -> Path:
-    """A finished run (ingest .. select) with 10 captions x 2 candidates, one failed image, top_k 4."""
+def caption_id(i: int) -> str:
+    return LONG_ID if i == 5 else f"c{i:02d}"
+
+
+def ingested() -> list[str]:
+    """Ingest's captions: the 10 that curate keeps, then the two that the paper's filters drop."""
+    return [caption(i) for i in range(CAPTIONS)] + [REPETITIVE, SYMBOLS]
+
+
+def make_ingested_run(run: Path) -> RunConfig:
+    """A run whose ingest is complete (12 captions) and nothing else has run; returns its config."""
     config = RunConfig.model_validate(
         {
             "seed": 0,
@@ -73,20 +85,53 @@ def make_run(run: Path) -> Path:
         }
     )
     pipeline.save_run_config(run, config)
-    _fake_stage(run, "ingest", "read", {"in": CAPTIONS + 2, "kept": CAPTIONS, "dropped": {"bad_json": 2}})
-    _fake_stage(run, "curate", "filter", {"in": CAPTIONS, "kept": CAPTIONS, "dropped": {}})
+    pool = ingested()
+    ingest_rows = [
+        {
+            "id": caption_id(i) if i < CAPTIONS else f"c{i:02d}",
+            "caption": text,
+            "source_file": "captions.jsonl",
+            "source_index": i + 1,
+            "source_id": None,
+            "image_ref": None,
+        }
+        for i, text in enumerate(pool)
+    ]
+    fsio.write_table(
+        layout.StageDir(run, "ingest").shard(0), pa.Table.from_pylist(ingest_rows, schema=schema.CAPTION)
+    )
+    n_pool = len(pool)
+    _fake_stage(run, "ingest", "read", {"in": n_pool + 2, "kept": n_pool, "dropped": {"bad_json": 2}})
+    return config
+
+
+def make_run(run: Path) -> Path:
+    """A finished run (ingest .. select) with 10 captions x 2 candidates, one failed image, top_k 4."""
+    config = make_ingested_run(run)
+    n_pool = len(ingested())
+    _fake_stage(
+        run,
+        "curate",
+        "filter",
+        {
+            "in": n_pool,
+            "kept": CAPTIONS,
+            "dropped": {"alphanumeric_filter": 1, "character_repetition_filter": 1},
+        },
+    )
     rows, timing = [], []
-    shard = "generate/images/part-00000.tar"
-    (run / "generate" / "images").mkdir(parents=True)
-    with tarfile.open(run / shard, "w", format=tarfile.PAX_FORMAT) as tar:
+    generate = layout.StageDir(run, "generate")
+    shard = generate.image_shard_ref(0)
+    generate.image_shard(0).parent.mkdir(parents=True)
+    with tarfile.open(generate.image_shard(0), "w", format=tarfile.PAX_FORMAT) as tar:
         for i in range(CAPTIONS):
             for k in range(CANDIDATES):
-                key = f"c{i:02d}-{k}"
+                key = f"{caption_id(i)}-{k}"
                 ok = key != FAILED_KEY
                 rows.append(
                     {
                         "key": key,
-                        "caption_id": f"c{i:02d}",
+                        "caption_id": caption_id(i),
                         "candidate_index": k,
                         "caption": caption(i),
                         "seed": 1000 + 2 * i + k,
@@ -112,12 +157,8 @@ def make_run(run: Path) -> Path:
                 timing.append({"key": key, "seconds": SECONDS})
                 if ok:
                     add_member(tar, f"{key}.jpg", encode(image(2 * i + k), fmt="jpg", quality=95))
-    fsio.write_table(
-        run / "generate" / "data" / "part-00000.parquet", pa.Table.from_pylist(rows, schema=schema.CANDIDATE)
-    )
-    fsio.write_table(
-        run / "generate" / "timing" / "part-00000.parquet", pa.Table.from_pylist(timing, schema=schema.TIMING)
-    )
+    fsio.write_table(generate.shard(0), pa.Table.from_pylist(rows, schema=schema.CANDIDATE))
+    fsio.write_table(generate.timing(0), pa.Table.from_pylist(timing, schema=schema.TIMING))
     n = CAPTIONS * CANDIDATES
     _fake_stage(
         run,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from synthvlm.report.build import build_report
-from tests.report.helpers import HOSTILE, make_run
+from tests.report.helpers import HOSTILE, LONG_ID, make_run
 
 FLAGS = [
     "--headless",
@@ -53,6 +53,8 @@ INSPECT = """JSON.stringify({
   scripts: document.querySelectorAll("script").length,
   captions: Array.from(document.querySelectorAll(".caption")).map(e => e.textContent),
   xss: typeof window.__xss !== "undefined",
+  overflowing: Array.from(document.querySelectorAll(".card"))
+    .filter(c => c.scrollWidth > c.clientWidth).map(c => c.querySelector(".key").textContent),
 })"""
 
 
@@ -202,11 +204,19 @@ def test_report_renders_cleanly(browser, tmp_path):
     requests = browser.requests()
     assert all(url.startswith(site + "/") for url in requests), requests  # nothing from the network
     page = browser.evaluate(INSPECT)
-    assert len(page["images"]) == 4 + 12  # four plots, four grids of three thumbnails
+    assert len(page["images"]) == 5 + 4 + 12  # caption statistics, score plots, four grids of three
     assert [im for im in page["images"] if not im["done"] or im["width"] == 0] == []
     assert {im["width"] for im in page["images"]} == {500, 48}
     assert page["scripts"] == 0 and not page["xss"]
     assert page["captions"].count(HOSTILE) == 1  # shown as text, exactly as written
+    assert page["overflowing"] == []  # the 67-character id wraps inside its card
+    heights = browser.evaluate(
+        "JSON.stringify(Array.from(document.querySelectorAll('.key'))"
+        ".map(e => [e.textContent.length, e.getBoundingClientRect().height]))"
+    )
+    short = {h for n, h in heights if n < 10}
+    line = short.pop()
+    assert not short and [h >= 2 * line for n, h in heights if n > 60] == [True]  # wrapped onto lines
     shot = tmp_path / "report.png"
     width, height = browser.screenshot(shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and width >= 1200 and height > 2000
@@ -217,6 +227,7 @@ def test_the_checks_catch_a_broken_page(browser, tmp_path):
     page = tmp_path / "broken.html"
     page.write_text(
         '<!DOCTYPE html><img src="missing.png"><div class="caption">x</div>'
+        f'<div class="card" style="width: 200px"><div class="key">{LONG_ID}</div></div>'
         '<script>window.__xss = 1; console.error("boom")</script>',
         encoding="utf-8",
     )
@@ -228,3 +239,4 @@ def test_the_checks_catch_a_broken_page(browser, tmp_path):
     state = browser.evaluate(INSPECT)
     assert state["images"] == [{"src": "missing.png", "done": True, "width": 0}]
     assert state["scripts"] == 1 and state["xss"]
+    assert state["overflowing"] == [LONG_ID]  # an id without the report's wrapping rule sticks out

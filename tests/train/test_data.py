@@ -36,13 +36,15 @@ def test_each_layout_streams_every_record(export, layout, cls):
     assert isinstance(source, cls)
     samples = list(source)
     assert len(source) == len(samples) == RECORDS
-    expected = {e["id"]: e["conversations"][1]["value"] for e in _entries(export)}
+    entries = _entries(export)
+    expected = {e["id"]: e["conversations"][1]["value"] for e in entries}
     assert {s.id: s.caption for s in samples} == expected
-    # The same JPEG bytes reach the trainer whichever layout it reads.
+    # The same JPEG bytes reach the trainer whichever layout it reads (LLaVA's in rank-order sub-folders).
     images = export / "llava" / "images"
+    files = {e["id"]: images / e["image"] for e in entries}
     for s in samples:
         data = s.image.read_bytes() if isinstance(s.image, Path) else s.image
-        assert data == (images / f"{s.id}.jpg").read_bytes()
+        assert data == files[s.id].read_bytes()
         assert s.load_image().mode == "RGB"
 
 

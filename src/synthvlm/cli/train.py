@@ -110,15 +110,19 @@ def eval_cmd(
     ] = "lmms-eval-logs",
     run: Annotated[bool, typer.Option("--run", help="Launch it instead of only printing it.")] = False,
 ) -> None:
-    """Print (or, with --run, launch) the lmms-eval command for the SynthVLM paper's benchmarks."""
-    from synthvlm.core.errors import UserError
-    from synthvlm.train.evaluate import format_command, launch, lmms_eval_command
+    """Print (or, with --run, launch) the lmms-eval command for the SynthVLM paper's benchmarks.
 
+    Warnings go to stderr, so stdout stays one line to paste.
+    """
+    from synthvlm.core.errors import UserError
+    from synthvlm.train.evaluate import eval_warnings, format_command, launch, lmms_eval_command
+
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     try:
         argv = lmms_eval_command(
             model,
             model_type=model_type,
-            benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()],
+            benchmarks=names,
             local_splits=local_splits,
             num_processes=num_processes,
             batch_size=batch_size,
@@ -126,6 +130,8 @@ def eval_cmd(
         )
     except ValueError as e:
         raise UserError(str(e)) from e
+    for warning in eval_warnings(model, model_type=model_type, benchmarks=names):
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(format_command(argv))
     if run:
         raise typer.Exit(launch(argv))

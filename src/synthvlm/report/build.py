@@ -8,14 +8,16 @@ Jinja2 template with autoescaping always on: every caption, id and path from dat
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synthvlm.core import fsio
+from synthvlm.core import fsio, layout
 from synthvlm.core.errors import UserError
+from synthvlm.report.caption_stats import SAMPLE, caption_statistics
 from synthvlm.score.ssim import DEFINITIONS
 
 METRICS = ("clip", "ssim", "weighted")
@@ -41,12 +43,11 @@ def assets_dir(out: Path) -> Path:
 # ------------------------------------------------------------------------------------------- data
 
 
-def _read(folder: Path, columns: list[str] | None = None) -> Any:
+def _read(run: Path, stage: str, folder: str = "data", columns: list[str] | None = None) -> Any:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    files = sorted(folder.glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files]) if files else None
+    files = layout.StageDir(run, stage).shards(folder)
+    return pa.concat_tables([fsio.read_table(f, columns=columns) for f in files]) if files else None
 
 
 def _means(table: Any) -> dict[str, float | None]:
@@ -58,7 +59,7 @@ def _means(table: Any) -> dict[str, float | None]:
 
 def provenance(run: Path) -> dict[str, Any]:
     """Generation settings as recorded per image: each distinct setting with its count, and the seed range."""
-    table = _read(run / "generate" / "data")
+    table = _read(run, "generate")
     if table is None or table.num_rows == 0:
         return {"settings": [], "seed_min": None, "seed_max": None, "candidates": 0, "attempts": 0}
     cols = [
@@ -85,19 +86,43 @@ def provenance(run: Path) -> dict[str, Any]:
     }
 
 
-def cost(run: Path, *, selected: int, target: int) -> dict[str, Any] | None:
+def timing_caveat(model_ids: Sequence[str], device: str) -> str | None:
+    """Why this run's timings say nothing about GPU cost, or None when they do.
+
+    A `builtin:` model is a tiny random-weight test model, and `generate.device: cpu` ran on the CPU:
+    neither measures what the recipe's real model costs on a GPU.
+    """
+    tiny = sorted({m for m in model_ids if m.startswith("builtin:")})
+    where = " on CPU" if device == "cpu" else ""
+    if tiny:
+        what = f"{', '.join(tiny)}, a tiny built-in test model{where}"
+    elif device == "cpu":
+        what = "the CPU (generate.device: cpu)"
+    else:
+        return None
+    return (
+        f"These timings come from {what}: they are not GPU costs, so no GPU-hours are projected from them. "
+        "For a GPU estimate, run `synthvlm plan RECIPE --gpus N` on the recipe with the real model."
+    )
+
+
+def cost(
+    run: Path, *, selected: int, target: int, model_ids: Sequence[str], device: str
+) -> dict[str, Any] | None:
     """Model time per image from `generate/timing`, and GPU-hours to reach `target` selected images.
 
     hours = target / rate * seconds_per_image / 3600 with rate = selected / candidates: the selection rate
-    observed in this run, and seconds per candidate image (retries of invalid images included).
+    observed in this run, and seconds per candidate image (retries of invalid images included). No hours
+    when `timing_caveat` says the timings are not GPU costs.
     """
-    timing = _read(run / "generate" / "timing")
+    timing = _read(run, "generate", "timing")
     if timing is None or timing.num_rows == 0:
         return None
     seconds = float(np.sum(timing.column("seconds").to_numpy()))
     candidates = timing.num_rows
     rate = selected / candidates
     per_image = seconds / candidates
+    caveat = timing_caveat(model_ids, device)
     return {
         "model_seconds": seconds,
         "candidates": candidates,
@@ -106,8 +131,49 @@ def cost(run: Path, *, selected: int, target: int) -> dict[str, Any] | None:
         "selected": selected,
         "selection_rate": rate,
         "target": target,
-        "gpu_hours": target / rate * per_image / 3600 if rate > 0 else None,
+        "gpu_hours": target / rate * per_image / 3600 if rate > 0 and caveat is None else None,
+        "caveat": caveat,
     }
+
+
+SECTION_NEEDS = {
+    "captions": "ingest",
+    "table4": "select",
+    "distributions": "select",
+    "grids": "select",
+    "provenance": "generate",
+    "cost": "generate",
+}
+"""The last stage each report section reads: the section says so while it, or a stage before it, is
+unfinished."""
+
+
+def pending(run: str | Path, stages: Sequence[str], funnel: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Why each unfinished stage of `stages` (the run's own, in order) is unfinished, and what to run: the
+    command the pipeline's needs-first error names (`synthvlm.core.driver.needs_first`)."""
+    found = {}
+    for name in stages:
+        state = funnel.get(name)
+        if state is not None and state["complete"]:
+            continue
+        command = f"run `synthvlm {name} --run {run}`"
+        if state is None or state["tasks_done"] == 0:
+            found[name] = f"{name} has not run: {command}"
+        else:
+            found[name] = (
+                f"{name} has not finished ({state['tasks_done']}/{state['tasks_total']} shards): "
+                f"{command} to resume"
+            )
+    return found
+
+
+def waiting(stages: Sequence[str], unfinished: dict[str, str]) -> dict[str, str | None]:
+    """Per report section, the first unfinished stage up to the one it reads (`SECTION_NEEDS`), or None."""
+    result: dict[str, str | None] = {}
+    for section, needed in SECTION_NEEDS.items():
+        chain = stages[: stages.index(needed) + 1] if needed in stages else [needed]
+        result[section] = next((unfinished[name] for name in chain if name in unfinished), None)
+    return result
 
 
 def keep_rate_curve(values: np.ndarray, *, points: int = 201) -> tuple[np.ndarray, np.ndarray]:
@@ -206,6 +272,39 @@ def plot_keep_rate(path: Path, *, values: np.ndarray, key: str, cutoff: float | 
     _save(fig, path)
 
 
+def threshold_axis(values: np.ndarray, bounds: Sequence[float]) -> tuple[float, float, list[float]]:
+    """The x-range of a statistic's histogram and the thresholds drawn on it: the range covers the values
+    and every threshold but sys.maxsize, the filters' "no limit" (which the table shows as such)."""
+    drawn = sorted({float(b) for b in bounds if abs(b) < sys.maxsize})
+    points = [*values.tolist(), *drawn] or [0.0]
+    x_lo, x_hi = min(points), max(points)
+    if x_lo == x_hi:  # one value: a unit-wide axis around it, as numpy's histogram does
+        x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
+    return x_lo, x_hi, drawn
+
+
+def plot_caption_statistic(path: Path, *, stat: dict[str, Any], values: np.ndarray) -> None:
+    """One filter's statistic over the sampled captions, its min and max thresholds drawn as lines."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    x_lo, x_hi, drawn = threshold_axis(values, [stat["low"], stat["high"]])
+    ax.hist(values, bins=np.linspace(x_lo, x_hi, 31), color="#9aa5b1", label=f"captions ({len(values)})")
+    for side, name, dropped, style in (
+        ("low", "low_name", "below", "--"),
+        ("high", "high_name", "above", ":"),
+    ):
+        if stat[side] in drawn:
+            label = f"{stat[name]} {stat[side]:g}: drops {stat[dropped]}"
+            ax.axvline(stat[side], color="#c53030", linestyle=style, linewidth=1.5, label=label)
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_xlabel(stat["name"])
+    ax.set_ylabel("captions")
+    ax.locator_params(axis="x", nbins=5)
+    ax.ticklabel_format(axis="x", useOffset=False)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 # ------------------------------------------------------------------------------------------- thumbnails
 
 
@@ -260,7 +359,12 @@ def _with_progress(total: int, enabled: bool, work: Callable[[Callable[[int], No
 
 
 def collect(
-    run: str | Path, *, grid: int = 8, target: int = 100_000, datasets: Sequence[str | Path] = ()
+    run: str | Path,
+    *,
+    grid: int = 8,
+    target: int = 100_000,
+    datasets: Sequence[str | Path] = (),
+    caption_sample: int = SAMPLE,
 ) -> dict[str, Any]:
     """Everything the report shows, as data; `_`-prefixed keys hold the arrays the plots are drawn from."""
     from synthvlm import pipeline
@@ -270,11 +374,15 @@ def collect(
     status = pipeline.status(run)
     config = pipeline.load_run_config(run)
     assert config is not None  # status() checked the run directory
+    stages = pipeline.default_stages(config)
+    unfinished = pending(run.resolve(), stages, status["stages"])
+    sections = waiting(stages, unfinished)
     key = config.select.key
-    scores = _read(run / "score" / "data")
+    scores = _read(run, "score")
     selection = _read(
-        run / "select" / "data",
-        ["key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank", "cutoff"],
+        run,
+        "select",
+        columns=["key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank", "cutoff"],
     )
     n_selected = selection.num_rows if selection is not None else 0
     cutoff = float(selection.column("cutoff")[0].as_py()) if n_selected else None
@@ -293,9 +401,17 @@ def collect(
             for i in positions
         ]
     score_settings = config.score.model_dump(mode="json", exclude={"device", "batch_size"})
+    prov = provenance(run)
+    model_ids = [m for s in prov["settings"] for m in (s["model_id"], s["refiner_id"]) if m]
+    captions = None
+    if sections["captions"] is None:
+        captions = caption_statistics(run, config.curate, size=caption_sample)
     return {
         "run": str(run.resolve()),
         "funnel": status["stages"],
+        "stages": stages,
+        "pending": unfinished,
+        "waiting": sections,
         "key": key,
         "select": config.select.resolved().model_dump(mode="json"),
         "score": score_settings,
@@ -314,8 +430,11 @@ def collect(
             {"name": "this run: selected", "scored": n_selected, **_means(selection)},
         ],
         "datasets": dataset_rows(datasets, score_settings),
-        "provenance": provenance(run),
-        "cost": cost(run, selected=n_selected, target=target),
+        "provenance": prov,
+        "cost": cost(
+            run, selected=n_selected, target=target, model_ids=model_ids, device=config.generate.device
+        ),
+        "captions": captions,
         "grids": grids,
         "_scores": scores,
         "_selection": selection,
@@ -331,6 +450,7 @@ def build_report(
     grid: int = 8,
     thumb_size: int = 192,
     target: int = 100_000,
+    caption_sample: int = SAMPLE,
     progress: bool = False,
 ) -> Path:
     """Write the run's HTML report (and its assets folder); returns the HTML file's path."""
@@ -340,13 +460,14 @@ def build_report(
     except ImportError as exc:
         raise UserError(f"the report needs {exc.name}: pip install 'synthvlm[report]'") from None
 
-    if grid < 1 or thumb_size < 16 or target < 1:
+    if grid < 1 or thumb_size < 16 or target < 1 or caption_sample < 1:
         raise UserError(
-            f"grid must be >= 1, thumbnail size >= 16 and target >= 1 (got {grid}, {thumb_size}, {target})"
+            "grid must be >= 1, thumbnail size >= 16, target >= 1 and caption sample >= 1 "
+            f"(got {grid}, {thumb_size}, {target}, {caption_sample})"
         )
     run = Path(run)
     out = Path(out) if out is not None else default_out(run)
-    data = collect(run, grid=grid, target=target, datasets=datasets)
+    data = collect(run, grid=grid, target=target, datasets=datasets, caption_sample=caption_sample)
     assets = assets_dir(out)
     if assets.exists():
         shutil.rmtree(assets)  # the folder is the report's own: stale thumbnails must not linger
@@ -373,6 +494,10 @@ def build_report(
             selected=data["selected"],
         )
         plots["keep_rate"] = f"{assets.name}/keep_rate.png"
+    for stat in data["captions"]["filters"] if data["captions"] else []:
+        file = f"stat_{stat['name']}.png"
+        plot_caption_statistic(assets / file, stat=stat, values=stat.pop("_values"))
+        stat["plot"] = f"{assets.name}/{file}"
 
     unique = {r["key"]: r for rows in data["grids"].values() for r in rows}
     thumbs = _with_progress(
@@ -393,6 +518,7 @@ def build_report(
         keep_trailing_newline=True,
     )
     env.filters["num"] = lambda v, digits=4: "–" if v is None else f"{v:.{digits}f}"
+    env.filters["bound"] = lambda v: "no limit" if abs(v) >= sys.maxsize else f"{v:g}"
     html = env.get_template("report.html.j2").render(**data, plots=plots, grid_titles=GRIDS)
     fsio.write_bytes(out, html.encode("utf-8"))
     return out
