@@ -54,27 +54,65 @@ def row(
     }
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    path = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().split("\n\n", 1)[0].splitlines():
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _caches() -> str:
+    """cpu0's data and unified caches from sysfs, e.g. 'L1d 48K, L2 2048K, L3 307200K (shared by 0-1)'."""
+    caches = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        kind = (index / "type").read_text().strip()
+        if kind == "Instruction":
+            continue
+        level, size = (index / "level").read_text().strip(), (index / "size").read_text().strip()
+        shared = (index / "shared_cpu_list").read_text().strip()
+        caches.append(
+            f"L{level}{'d' if kind == 'Data' else ''} {size}"
+            + (f" (shared by {shared})" if "-" in shared or "," in shared else "")
+        )
+    return ", ".join(caches) or "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU as precisely as the machine tells it: model name, family/model/stepping, caches, widest SIMD.
+
+    Virtual machines often report a generic model name ("Intel(R) Xeon(R) Processor"); the model number
+    and cache sizes still tell CPU generations apart, so ratios from different machines are never read as
+    if they came from one.
+    """
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or "unknown"
+    flags = set(info.get("flags", "").split())
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    ids = ", ".join(f"{k} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info)
+    return f"{name} ({ids}; {_caches()}; {simd})" if ids else f"{name} ({_caches()}; {simd})"
+
+
 def machine() -> dict[str, str]:
     """CPU model, cores, RAM and library versions, so numbers are read against the box they came from."""
+    import numpy
     import torch
 
-    cpu = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     ram = "unknown"
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
         kib = int(meminfo.read_text().split("MemTotal:", 1)[1].split()[0])
         ram = f"{kib / 2**20:.1f} GiB"
+    simd = numpy.show_config(mode="dicts").get("SIMD Extensions", {}).get("found", [])
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": str(os.cpu_count()),
         "ram": ram,
         "python": platform.python_version(),
+        "numpy": f"{numpy.__version__} (SIMD: {' '.join(simd) or 'baseline only'})",
         "torch": f"{torch.__version__} (threads: {torch.get_num_threads()})",
         "os": platform.platform(),
     }

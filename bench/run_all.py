@@ -20,7 +20,7 @@ BENCHES = {
     "generate": bench_generate,
     "select": bench_select,
     "ray": bench_ray,
-    "curate": curate_vs_datajuicer,  # creates its Data-Juicer venv in a temp folder on first use
+    "curate": curate_vs_datajuicer,  # builds, checks Data-Juicer's venv (bench/datajuicer-requirements.txt)
 }
 
 
@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     t0 = time.perf_counter()
+    if not args.only or "curate" in args.only:
+        # Build (if needed) and check Data-Juicer's venv before minutes of other benchmarks, not after.
+        try:
+            curate_vs_datajuicer.prepare()
+        except curate_vs_datajuicer.VenvError as error:
+            print(f"[curate] {error}", file=sys.stderr)
+            return 1
     for name, module in BENCHES.items():
         if args.only and name not in args.only:
             continue

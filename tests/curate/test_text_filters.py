@@ -22,7 +22,6 @@ from synthvlm.steps.filters import (
     WordRepetitionFilter,
     WordsNumFilter,
     apply_filters,
-    base,
     build_filter,
     dj_words,
     flagged_words,
@@ -158,6 +157,31 @@ def test_character_repetition_ties_unicode_and_short_captions() -> None:
     assert two.compute(["😀😀😀😀", "𝔘a𝔘a"]).tolist() == [1.0, 2 / 3]
 
 
+@pytest.mark.parametrize("weak_hash", [False, True])
+def test_character_repetition_blocks_long_rows_and_word_sizes(
+    weak_hash: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Captions are laid out in blocks of similar length, ASCII ones a byte per character (8 to a 64-bit
+    # word), the others 4 bytes (2 to a word); rows of more than 256 windows take 64-bit sort keys. Every
+    # layout, every n around the word sizes, padding of mixed lengths, and (weak_hash) hash collisions in
+    # both key widths must give the reference statistic.
+    if weak_hash:
+        real = kernels.row_window_hashes
+        monkeypatch.setattr(
+            kernels, "row_window_hashes", lambda *a: real(*a) % np.uint64(3) * np.uint64(0x0101010101010101)
+        )
+    rng = random.Random(2)
+    texts = []
+    for alphabet in ("ab", "abc d", "aΣ", "x😀 y"):
+        for length in (0, 1, 7, 8, 9, 10, 11, 17, 40, 255, 256, 265, 266, 300, 700):
+            texts += ["".join(rng.choice(alphabet) for _ in range(length)) for _ in range(3)]
+    texts += ["ab" * 400, "abc" * 300 + "é", "the cat sat on the mat " * 20, "x" * 500]
+    rng.shuffle(texts)
+    for rep_len in (1, 2, 3, 4, 7, 8, 9, 10, 16, 17):
+        f = CharacterRepetitionFilter(rep_len=rep_len)
+        assert f.compute(texts).tolist() == [f._stat_one(t) for t in texts], rep_len
+
+
 def test_lower_casing_of_sigma_and_dotted_capital_i() -> None:
     # İ lower-cases to two code points, so the captions after it shift; final sigma depends on context
     captions = ["FUCK İstanbul", "ΟΔΟΣ fuck", "ASS", "x İ a b a b", "a b a b", "ΣΑΣ ΣΑΣ ΣΑΣ σας"]
@@ -184,6 +208,7 @@ def test_hash_collisions_are_settled_exactly(name: str, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(kernels, "slice_hashes", weak(kernels.slice_hashes))
     monkeypatch.setattr(kernels, "window_hashes", weak(kernels.window_hashes))
+    monkeypatch.setattr(kernels, "row_window_hashes", weak(kernels.row_window_hashes))
     flagged_words_filter._flagged_table.cache_clear()
     monkeypatch.setattr(
         flagged_words_filter, "_flagged_table", flagged_words_filter._flagged_table.__wrapped__
@@ -204,7 +229,8 @@ def test_hash_collisions_are_settled_exactly(name: str, monkeypatch: pytest.Monk
 def test_chunks_do_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
     texts = ["abcabcabcabcabc", "", "x y z", "fuck it", "a b " * 12, "Σ"] * 3
     whole = {name: cls().compute(texts).tolist() for name, cls in FILTERS.items()}
-    monkeypatch.setattr(base, "_CHUNK_ROWS", 4)
+    for cls in {TextFilter, *FILTERS.values()}:
+        monkeypatch.setattr(cls, "chunk_rows", 4)
     assert {name: cls().compute(texts).tolist() for name, cls in FILTERS.items()} == whole
 
 

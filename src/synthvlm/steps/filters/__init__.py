@@ -6,9 +6,11 @@ the same name defines it with ``tokenization=False``, and keeps a caption when `
 
 Speed comes from working on all captions of a chunk at once: the captions become one NumPy array of code
 points, character classes (and lower-casing) are table look-ups, counts per caption are segment sums
-(``text``), and n-gram counts come from one sort of (caption, window hash, position) keys per chunk
-(``kernels``). Hashes only group candidates: every pair of windows (or word and flagged word) a hash puts
-together is compared element by element, so the statistics are exact. Every filter also has a plain
+(``text``), and word n-gram counts come from one sort of (caption, window hash, position) keys per chunk
+(``kernels``). Character n-grams are counted on 2-D blocks of captions of similar length instead (one byte
+per character for ASCII ones), one short sort of (window hash, position) keys per caption. Hashes only
+group candidates: every pair of windows (or word and flagged word) a hash puts together is compared
+element by element, so the statistics are exact. Every filter also has a plain
 per-caption reference (``_stat_one``); a caption where a hash collision was found (none on a million
 captions) is computed by that reference.
 

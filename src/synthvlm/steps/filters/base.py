@@ -13,10 +13,6 @@ import numpy as np
 
 from synthvlm.steps.filters.text import Chunk
 
-_CHUNK_ROWS = 4096
-"""Captions per vectorised chunk: bounds memory, and keeps a chunk's arrays small enough to stay in cache
-(larger chunks were measured slower: fresh multi-megabyte arrays cost page faults on every operation)."""
-
 _Check = Callable[[Any], str | None]
 """What is wrong with a parameter's value, as a sentence to follow its name; None if nothing is."""
 
@@ -75,6 +71,10 @@ class TextFilter(ABC):
     """
 
     name: ClassVar[str]
+    chunk_rows: ClassVar[int] = 4096
+    """Captions per vectorised chunk: bounds memory, and keeps a chunk's arrays small enough to stay in
+    cache (larger chunks were measured slower: fresh multi-megabyte arrays cost page faults on every
+    operation). A filter that cuts its chunk into smaller blocks itself may take more."""
 
     def __post_init__(self) -> None:
         """Raise a ValueError naming this filter and the parameter when a parameter is unusable."""
@@ -90,9 +90,8 @@ class TextFilter(ABC):
     def compute(self, captions: Sequence[str]) -> np.ndarray:
         """The float64 statistic of every caption, in order."""
         texts = list(captions)
-        parts = [
-            self._compute_chunk(Chunk(texts[i : i + _CHUNK_ROWS])) for i in range(0, len(texts), _CHUNK_ROWS)
-        ]
+        step = self.chunk_rows
+        parts = [self._compute_chunk(Chunk(texts[i : i + step])) for i in range(0, len(texts), step)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
 
     def keep(self, values: np.ndarray) -> np.ndarray:

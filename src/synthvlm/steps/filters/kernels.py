@@ -7,6 +7,7 @@ the caller to settle with its per-caption reference.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -126,3 +127,98 @@ def repeated_windows(
     run = np.flatnonzero(np.diff(same, prepend=-2) != 1)
     counts = np.diff(run, append=same.size) + 1
     return row[run], counts, windows, unsure
+
+
+def _word_offsets(n: int, per: int) -> list[int]:
+    """Where the words of a window of ``n`` elements start, ``per`` elements a word: every ``per``-th
+    element, and a last word ending with the window (it may overlap the one before); one word if n <= per."""
+    return [*range(0, n - per, per), n - per] if n > per else [0]
+
+
+def packed_words(block: np.ndarray, n: int, span: int) -> tuple[list[np.ndarray], np.uint64 | None]:
+    """64-bit words that together hold every window of ``n`` elements of every row of ``block``, exactly.
+
+    ``block`` is a C-contiguous ``(rows, width)`` array of 1- or 4-byte elements; a word is ``8 // itemsize``
+    consecutive elements read as one unsigned 64-bit integer (an unaligned view: no copy). The words of
+    window ``i`` are column ``i`` of every returned view, so two windows are equal exactly when all their
+    words are. A window shorter than a word has one word, to be masked to its first ``n`` elements with
+    the returned mask (None otherwise). Each view has ``span`` columns; the caller makes ``width`` large
+    enough that they stay inside the row (``width >= span - 1 + max(n, 8 // itemsize)``).
+    """
+    rows, width = block.shape
+    size = block.itemsize
+    per = 8 // size
+    view = np.ndarray((rows, width - per + 1), dtype=np.uint64, buffer=block, strides=(width * size, size))
+    low = np.uint64((1 << (8 * size * n)) - 1) if n < per else None
+    return [view[:, o : o + span] for o in _word_offsets(n, per)], low
+
+
+def row_window_hashes(words: list[np.ndarray], low: np.uint64 | None) -> np.ndarray:
+    """A 64-bit hash of every window from its words (``packed_words``): one multiply-add per word.
+
+    Multiplying by an odd constant after every add carries each word's low bits into the high bits, which
+    are the ones sort keys keep.
+    """
+    h = (words[0] if low is None else words[0] & low) * np.uint64(_HASH_MIX)
+    for word in words[1:]:
+        h += word
+        h *= np.uint64(_HASH_MIX)
+    return h
+
+
+def repeated_windows_by_row(
+    block: np.ndarray, windows: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every window of ``n`` elements that occurs more than once in its row of ``block``, counted exactly.
+
+    Row r holds ``windows[r] >= 2`` windows (the rest of the row is padding, never counted). Each row's
+    keys (high hash bits | window position) are sorted on their own (``sort(axis=1)``: short sorts, much
+    cheaper than one sort of every key of the block); keys whose hash bits agree are neighbours, and
+    every pair of neighbours is compared word by word, so a group is a set of truly equal windows or its
+    row comes back in ``unsure`` (a hash collision) for the caller to settle. Rows of at most 256
+    windows use 32-bit keys (24 or more hash bits), longer rows 64-bit ones.
+
+    Returns each repeated group's row (ascending) and count, the number of neighbour pairs of every row
+    (its windows minus its distinct windows) and the ``unsure`` row mask.
+    """
+    n_rows, width = block.shape
+    span = int(windows.max())
+    words, low = packed_words(block, n, span)
+    h = row_window_hashes(words, low)
+    pos_bits = _bits(span - 1)
+    if pos_bits <= 8:
+        high = h.view(np.uint32)[:, 1::2] if sys.byteorder == "little" else h.view(np.uint32)[:, ::2]
+        pos = np.uint32((1 << pos_bits) - 1)
+        key = high & ~pos
+        key |= np.arange(span, dtype=np.uint32)
+    else:
+        pos = np.uint64((1 << pos_bits) - 1)
+        key = h
+        key &= ~pos
+        key |= np.arange(span, dtype=np.uint64)
+    key.sort(axis=1)
+    same = np.flatnonzero((key[:, 1:] ^ key[:, :-1]) <= pos)  # pair (col, col + 1) of a row, row-major
+    row = same // (span - 1)
+    at = same + row  # key[row, col] in the flattened keys
+    flat = key.ravel()
+    a, b = (flat[at] & pos).astype(np.int64), (flat[at + 1] & pos).astype(np.int64)
+    # Keys of one hash are sorted by position, so a row's padding windows come after its real ones (and
+    # seldom pair at all: their zeros make them unlike each other).
+    real = b < windows[row]
+    if not real.all():
+        at, row, a, b = at[real], row[real], a[real], b[real]
+    size = block.itemsize
+    every = np.ndarray((block.size - 8 // size + 1,), dtype=np.uint64, buffer=block, strides=(size,))
+    base = row * width
+    a += base
+    b += base
+    ok = None
+    for o in _word_offsets(n, 8 // size):  # the words the hash was made of, compared exactly
+        wa, wb = (every[a], every[b]) if o == 0 else (every[a + o], every[b + o])
+        same_word = wa == wb if low is None else ((wa ^ wb) & low) == 0
+        ok = same_word if ok is None else ok & same_word
+    unsure = np.zeros(n_rows, dtype=bool)
+    unsure[row[~ok]] = True
+    start = np.flatnonzero(np.diff(at, prepend=-2) != 1)  # `at` is consecutive inside a group only
+    counts = np.diff(start, append=at.size) + 1
+    return row[start], counts, np.bincount(row, minlength=n_rows), unsure

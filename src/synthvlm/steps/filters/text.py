@@ -8,6 +8,7 @@ word split written plainly, for the per-caption references.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import sys
 from functools import cache
@@ -66,7 +67,11 @@ def dj_words(text: str, *, lower: bool) -> list[str]:
 
 
 class Chunk:
-    """The captions of one chunk as one code-point array, with per-caption offsets."""
+    """The captions of one chunk as one code-point array, with per-caption offsets.
+
+    The joined text and its code points are made on first use: a filter that lays captions out its own
+    way (``character_repetition_filter``) never pays for them.
+    """
 
     def __init__(self, texts: list[str]) -> None:
         self.texts = texts
@@ -74,8 +79,16 @@ class Chunk:
         self.lengths = np.fromiter(map(len, texts), dtype=np.int64, count=self.n)
         self.offsets = np.zeros(self.n + 1, dtype=np.int64)
         np.cumsum(self.lengths, out=self.offsets[1:])
-        self.joined = "".join(texts)
-        self.cp = np.frombuffer(self.joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+    @functools.cached_property
+    def joined(self) -> str:
+        """All captions of the chunk, one after the other."""
+        return "".join(self.texts)
+
+    @functools.cached_property
+    def cp(self) -> np.ndarray:
+        """The code points of ``joined``; caption i is ``cp[offsets[i]:offsets[i + 1]]``."""
+        return np.frombuffer(self.joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
 
     def lookup(self, table: np.ndarray) -> np.ndarray:
         """``table[cp]`` for every character (``take`` is about twice as fast as fancy indexing here)."""
