@@ -368,10 +368,11 @@ CUTS = ("top_k", "fraction", "threshold")
 class ExportConfig(_Model):
     """Which trainer-ready formats to write, and how images are re-encoded."""
 
-    formats: list[Literal["llava", "webdataset", "parquet"]] = Field(
+    formats: list[Literal["llava", "webdataset", "parquet", "hf"]] = Field(
         default_factory=lambda: ["llava", "webdataset", "parquet"], min_length=1
     )
-    """Trainer layouts to write, each into OUT/<format>/."""
+    """Trainer layouts to write, each into OUT/<format>/ with a dataset card (README.md). hf: the Parquet
+    shards as `data/train-*.parquet` under a card, a folder the Hugging Face hub publishes as it is."""
     out: str | None = None
     """Export folder or URL; null: RUN/export. A fresh export replaces the OUT/<format>/ folders."""
     resize: int | None = Field(None, gt=0)

@@ -1,5 +1,5 @@
-"""Check an export folder (local or an fsspec URL): every record points to a decodable image and counts
-match the manifest."""
+"""Check an export folder (local or an fsspec URL): every record points to a decodable image, counts match
+the manifest, and the dataset card's data_files name files that are there."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import tarfile
 from collections.abc import Callable
 
+import yaml
 from PIL import Image
 
 from synthvlm.core import fsio
@@ -17,6 +18,7 @@ from synthvlm.readers.base import trainer_token
 
 LLAVA_JSON = ExportDir.LLAVA_JSON
 MANIFEST = ExportDir.MANIFEST
+CARD = ExportDir.CARD
 
 
 def _decode(data: bytes) -> str | None:
@@ -109,10 +111,19 @@ def _webdataset(folder: fsio.RunPath) -> tuple[int, list[str]]:
 
 
 def _parquet(folder: fsio.RunPath) -> tuple[int, list[str]]:
+    return _parquet_rows(sorted(folder.glob("*.parquet")))
+
+
+def _hf(folder: fsio.RunPath) -> tuple[int, list[str]]:
+    return _parquet_rows(ExportDir.hf_shards(folder))
+
+
+def _parquet_rows(parts: list[fsio.RunPath]) -> tuple[int, list[str]]:
+    """Rows of EXPORT_PARQUET shards: unique keys, decodable image bytes, captions without image tokens."""
     problems: list[str] = []
     count = 0
     seen: set[str] = set()
-    for part in sorted(folder.glob("*.parquet")):
+    for part in parts:
         try:
             table = fsio.read_table(part, columns=["key", "caption", "image"])
         except Exception as exc:  # pyarrow raises several types for corrupt files
@@ -137,7 +148,49 @@ CHECKS: dict[str, Callable[[fsio.RunPath], tuple[int, list[str]]]] = {
     "llava": _llava,
     "webdataset": _webdataset,
     "parquet": _parquet,
+    "hf": _hf,
 }
+
+
+def _card(folder: fsio.RunPath) -> list[str]:
+    """Problems of a dataset card: its YAML header parses and every data_files pattern of its configs
+    matches a file of the folder (what `datasets.load_dataset(folder)` and the hub will read)."""
+    try:
+        text = ExportDir.card(folder).read_text(encoding="utf-8")
+    except OSError as exc:
+        return [f"{CARD}: cannot read ({exc}); the hub and datasets.load_dataset read the dataset card"]
+    lines = text.splitlines()
+    if not lines or lines[0] != "---" or "---" not in lines[1:]:
+        return [f"{CARD}: no YAML header between '---' lines"]
+    try:
+        header = yaml.safe_load("\n".join(lines[1 : lines.index("---", 1)]))
+    except yaml.YAMLError as exc:
+        return [f"{CARD}: the YAML header does not parse ({str(exc).splitlines()[0]})"]
+    configs = header.get("configs") if isinstance(header, dict) else None
+    if not isinstance(configs, list) or not configs:
+        return [f"{CARD}: no `configs` in the YAML header, so datasets.load_dataset would guess the files"]
+    problems = []
+    for config in configs:
+        name = config.get("config_name") if isinstance(config, dict) else None
+        patterns = _data_file_patterns(config.get("data_files") if isinstance(config, dict) else None)
+        if not name or not patterns:
+            problems.append(f"{CARD}: config {config!r} needs a config_name and data_files")
+        for pattern in patterns:
+            if not any(folder.glob(pattern)):
+                problems.append(f"{CARD}: config {name!r}: data_files {pattern!r} match no file of {folder}")
+    return problems
+
+
+def _data_file_patterns(data_files: object) -> list[str]:
+    """The patterns of a config's data_files in any of the forms `datasets` takes: a string, a list of
+    strings, or a list of {split, path} with path a string or a list of them."""
+    if isinstance(data_files, str):
+        data_files = [data_files]
+    patterns = []
+    for item in data_files if isinstance(data_files, list) else []:
+        path = item.get("path") if isinstance(item, dict) else item
+        patterns += [str(p) for p in (path if isinstance(path, list) else [path]) if p]
+    return patterns
 
 
 def validate_export(folder: str | fsio.RunPath) -> list[str]:
@@ -156,6 +209,9 @@ def validate_export(folder: str | fsio.RunPath) -> list[str]:
     count, problems = CHECKS[fmt](folder)
     if count != manifest["records"]:
         problems.append(f"{folder}: {count} records found, the selection has {manifest['records']}")
+    # The card is what makes an hf folder a hub dataset; exports made before cards existed have none.
+    if fmt == "hf" or ExportDir.card(folder).exists():
+        problems += _card(folder)
     return problems
 
 

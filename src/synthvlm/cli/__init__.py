@@ -354,7 +354,8 @@ def select(
 def export(
     run: RunOpt,
     formats: Annotated[
-        list[str] | None, typer.Option("--format", help="llava, webdataset, parquet (repeatable).")
+        list[str] | None,
+        typer.Option("--format", help="llava, webdataset, parquet, hf (repeatable; hf: a hub dataset repo)."),
     ] = None,
     out_dir: Annotated[
         str | None, typer.Option("--out", help="Export folder or URL (default RUN/export).")

@@ -1,4 +1,5 @@
-"""Export the selection in the layouts trainers load unchanged: LLaVA JSON, WebDataset, Parquet."""
+"""Export the selection in the layouts trainers load unchanged: LLaVA JSON, WebDataset, Parquet, and the
+Parquet shards as a Hugging Face dataset repository (hf); every format folder gets a dataset card."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 from PIL import Image
 
+from synthvlm import card
 from synthvlm.core import fsio, schema
 from synthvlm.core.layout import ExportDir
 from synthvlm.core.progress import report_rows
@@ -34,7 +36,8 @@ def pick_instruction(key: str, instructions: list[str]) -> str:
 
 
 class ExportStage(Stage):
-    """One phase per format, tasks of `rows_per_shard` selected rows in rank order, then `finalize`."""
+    """One phase per format, tasks of `rows_per_shard` selected rows in rank order, then `finalize` (joined
+    files, manifests, dataset cards)."""
 
     name = "export"
     upstream = ("select",)
@@ -65,15 +68,23 @@ class ExportStage(Stage):
         size = self.config.export.rows_per_shard
         return [Task(phase, i, (s, min(s + size, total))) for i, s in enumerate(range(0, total, size))]
 
+    def _task_count(self, total: int) -> int:
+        return -(-total // self.config.export.rows_per_shard)
+
     def run_task(self, task: Task) -> TaskStats:
         if task.phase == "finalize":
             return self._finalize(task)
         start, end = task.payload
         files = self._selection()
-        rows = read_range(files, row_counts(files), start, end).to_pylist()
+        counts = row_counts(files)
+        rows = read_range(files, counts, start, end).to_pylist()
         images = self._images(rows)
-        write = {"llava": self._llava, "webdataset": self._webdataset, "parquet": self._parquet}[task.phase]
-        write(task, rows, images)
+        if task.phase == "hf":  # the hub's shard names say how many shards there are
+            path = ExportDir.hf_shard(self.out / "hf", task.index, self._task_count(sum(counts)))
+            fsio.write_table(path, self._parquet_table(rows, images))
+        else:
+            write = {"llava": self._llava, "webdataset": self._webdataset, "parquet": self._parquet}
+            write[task.phase](task, rows, images)
         report_rows(len(rows))
         return TaskStats(len(rows), len(rows))
 
@@ -133,6 +144,12 @@ class ExportStage(Stage):
                 add_member(tar, f"{row['key']}.json", json_bytes(meta))
 
     def _parquet(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
+        table = self._parquet_table(rows, images)
+        fsio.write_table(ExportDir.parquet_shard(self.out / "parquet", task.index), table)
+
+    @staticmethod
+    def _parquet_table(rows: list[dict[str, Any]], images: dict[str, bytes]) -> pa.Table:
+        """The EXPORT_PARQUET table of a task's rows: the parquet and hf formats write the same bytes."""
         records = [
             {
                 **{k: row[k] for k in schema.EXPORT_PARQUET_FEATURES if k != "image"},
@@ -140,8 +157,7 @@ class ExportStage(Stage):
             }
             for row in rows
         ]
-        table = pa.Table.from_pylist(records, schema=schema.EXPORT_PARQUET)
-        fsio.write_table(ExportDir.parquet_shard(self.out / "parquet", task.index), table)
+        return pa.Table.from_pylist(records, schema=schema.EXPORT_PARQUET)
 
     def _finalize(self, task: Task) -> TaskStats:
         (total,) = task.payload
@@ -161,6 +177,8 @@ class ExportStage(Stage):
                 for i, start in enumerate(range(0, total, size))
             }
             fsio.write_json(ExportDir.webdataset_sizes(folder), sizes)
+        facts = card.run_facts(self.run_dir, self.config, records=total)
         for fmt in formats:
             fsio.write_json(ExportDir.manifest(self.out / fmt), {"format": fmt, "records": total})
+            fsio.write_bytes(ExportDir.card(self.out / fmt), card.render_card(facts, fmt).encode())
         return TaskStats(total, total)
