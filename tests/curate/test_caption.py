@@ -205,6 +205,6 @@ def test_a_refused_caption_config_is_not_saved(tmp_path: Path, folder: Path, mod
     saved = (run / "config.yaml").read_text()
     with pytest.raises(UserError) as info:
         caption_images(run, [str(folder)], model=MODEL, max_new_tokens=5, progress=False)
-    assert "(changed: settings.max_new_tokens); rerun with --from caption" in str(info.value)
+    assert "(changed: caption.max_new_tokens); rerun with --from caption" in str(info.value)
     assert (run / "config.yaml").read_text() == saved
     assert "max_new_tokens: 6" in saved

@@ -86,7 +86,14 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     blocked = cli("demo", "--out", str(a_file), "-q")
-    assert (blocked.returncode, blocked.stderr) == (2, f"error: Not a directory: {a_file / 'run'}\n")
+    assert (blocked.returncode, blocked.stderr) == (
+        2,
+        "error: 2 problem(s) before any work:\n"
+        f"  - run directory {a_file / 'run'} cannot be created: {a_file} is a file: choose a run directory "
+        "you can write to\n"
+        f"  - export.out {a_file / 'export'} cannot be created: {a_file} is a file: set export.out (or "
+        "`synthvlm export --out`) to a folder you can write to\n",
+    )
 
 
 def test_models_that_cannot_load_or_run_are_one_line_errors(tmp_path):
@@ -101,17 +108,36 @@ def test_models_that_cannot_load_or_run_are_one_line_errors(tmp_path):
         )
         return cli("run", str(config), "--run", str(tmp_path / name), "-q")
 
-    missing = run("missing", "preset: sdxl-base, model: synthvlm-tests/no-such-model, device: cpu")
-    assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    last = missing.stderr.splitlines()[-1]  # after diffusers' own log line about the unreachable hub
-    assert last.startswith("error: cannot load model 'synthvlm-tests/no-such-model': the model is not fully")
-    assert last.endswith("please unset the `HF_HUB_OFFLINE` environment variable.)")  # the cause
+    from huggingface_hub.constants import HF_HUB_CACHE
 
-    fp8 = run("fp8", "preset: tiny, quantize: fp8, device: cpu")
-    assert fp8.returncode == 2 and fp8.stderr == (
-        "error: generate.quantize: fp8 needs a CUDA GPU of compute capability 8.9 or newer (H100, L40S, "
-        "RTX 4090); this worker runs on cpu\n"
+    # Caught before any work: the preflight names every model it cannot find.
+    missing = run("missing", "preset: sdxl-base, model: synthvlm-tests/no-such-model, device: cpu")
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        "error: 2 problem(s) before any work:\n"
+        "  - generate.model 'synthvlm-tests/no-such-model' is not a local folder nor in the Hugging Face "
+        f"cache ({HF_HUB_CACHE}), and offline mode is on: `hf download synthvlm-tests/no-such-model`, or "
+        "`generate.model: builtin:tiny-sdxl` for an offline try\n"
+        "  - score.clip_model 'openai/clip-vit-base-patch32' is not a local folder nor in the Hugging Face "
+        f"cache ({HF_HUB_CACHE}), and offline mode is on: `hf download openai/clip-vit-base-patch32`, or "
+        "`score.clip_model: builtin:tiny-clip` for an offline try\n",
     )
+    assert not (tmp_path / "missing").exists()
+
+    # A folder whose files are all there but whose weights are damaged fails when it loads: one line.
+    from synthvlm.models.builtin.clip import build_tiny_clip
+
+    broken = build_tiny_clip(tmp_path / "broken-clip")
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    config = tmp_path / "broken.yaml"
+    config.write_text(
+        f"ingest: {{inputs: [{captions}]}}\ncurate: {{recipe: none, dedup: false}}\n"
+        f"generate: {{preset: tiny}}\nscore: {{clip_model: {broken}}}\n"
+    )
+    failed = cli("run", str(config), "--run", str(tmp_path / "broken"), "-q")
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    last = failed.stderr.splitlines()[-1]
+    assert last.startswith(f"error: cannot load model '{broken}': "), last
 
 
 def test_version():
@@ -146,7 +172,7 @@ def test_invalid_option_values_are_one_line_errors(tmp_path):
         ("select", "--run", run, "--top-k", "5", "--fraction", "0.5"): "select: Value error, select takes "
         "one of top_k, fraction, threshold; got ['top_k', 'fraction']",
         ("export", "--run", run, "--format", "bogus"): "export.formats.0: Input should be 'llava', "
-        "'webdataset' or 'parquet'",
+        "'webdataset', 'parquet' or 'hf'",
     }
     for args, message in cases.items():
         result = cli(*args)
@@ -192,7 +218,26 @@ def test_every_option_has_help():
 
     commands = typer.main.get_command(app).commands
     assert [(name, p.name) for name, sub in commands.items() for p in sub.params if not p.help] == []
-    assert len(commands) == 16
+    assert sorted(commands) == [
+        "caption",
+        "check",
+        "curate",
+        "demo",
+        "eval",
+        "export",
+        "generate",
+        "ingest",
+        "plan",
+        "report",
+        "run",
+        "score",
+        "score-dataset",
+        "select",
+        "status",
+        "train",
+        "validate",
+        "verify",
+    ]
 
 
 # -- in-process: the CLI's messages and behaviour, through `main` (one line, exit code) --------------------

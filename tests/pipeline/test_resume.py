@@ -117,4 +117,4 @@ def test_input_edited_in_place_is_noticed(tmp_path):
     captions.write_text('{"caption": "a tan bus"}\n')  # same size, new content
     refused = cli("ingest", str(captions), "--run", run, "-q")
     assert refused.returncode == 2
-    assert "stage 'ingest'" in refused.stderr and "(changed: settings.files)" in refused.stderr
+    assert "stage 'ingest'" in refused.stderr and "(changed: ingest.inputs)" in refused.stderr

@@ -215,7 +215,7 @@ def test_ssim_data_range_is_in_the_score_fingerprint_only_when_not_255(tmp_path)
     config = pipeline.load_run_config(run)
     before = pq.read_table(run / "score" / "data").to_pylist()
     paper = config.updated("score", ssim_data_range=2)
-    with pytest.raises(UserError, match=r"changed: settings\.ssim_data_range\); rerun with --from score"):
+    with pytest.raises(UserError, match=r"changed: score\.ssim_data_range\); rerun with --from score"):
         pipeline.run(run, paper, stages=["score"], progress=False)
     pipeline.run(run, paper, stages=["score", "select"], recompute_from="score", progress=False)
     recorded = fsio.read_json(run / "score" / "fingerprint.json")["settings"]

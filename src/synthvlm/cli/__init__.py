@@ -27,6 +27,7 @@ from synthvlm.config import (
 from synthvlm.core import fsio
 from synthvlm.core.errors import ShardFailedError, UserError
 from synthvlm.core.progress import INTERVAL_ENV, interval, run_progress
+from synthvlm.plan import ANCHORS
 
 
 class _Group(typer.core.TyperGroup):
@@ -472,11 +473,15 @@ def status(
 @app.command()
 def validate(
     folders: Annotated[
-        list[str], typer.Argument(help="Export folders or URLs (each holds a manifest.json).")
+        list[str],
+        typer.Argument(
+            help="Export format folders or URLs (each holds a manifest.json), or an export folder: every "
+            "format folder in it is checked."
+        ),
     ],
 ) -> None:
     """Check that every exported record has a decodable image and that counts match the selection."""
-    from synthvlm.validate import validate_export
+    from synthvlm.validate import format_folders, validate_export
 
     for given in folders:
         if fsio.run_path(given).is_file():
@@ -485,7 +490,7 @@ def validate(
                 "(or the export folder above it)"
             )
     failed = False
-    for folder in folders:
+    for folder in [f for given in folders for f in format_folders(given)]:
         problems = validate_export(folder)
         if problems:
             failed = True
@@ -503,11 +508,20 @@ def plan(
     config_file: Annotated[Path, typer.Argument(help="YAML recipe of the job to project.")],
     gpus: Annotated[int, typer.Option("--gpus", help="Number of GPUs.")],
     gpu_type: Annotated[
-        str, typer.Option("--gpu-type", help="GPU the cost was measured on (H100 has a measured anchor).")
+        str,
+        typer.Option(
+            "--gpu-type",
+            help="GPU the cost was measured on; measured anchors exist for: "
+            f"{', '.join(ANCHORS)} (other types need --seconds-per-image or --run).",
+        ),
     ] = "H100",
     captions: Annotated[
         int | None,
-        typer.Option("--captions", help="Captions to generate for (default: the run's curated count)."),
+        typer.Option(
+            "--captions",
+            help="Captions to generate for (default: the run's curated count with --run, else the "
+            "captions in the recipe's inputs, before curation).",
+        ),
     ] = None,
     run: Annotated[
         Path | None, typer.Option("--run", help="A run whose curated captions and generate timings to use.")
@@ -519,14 +533,15 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
 ) -> None:
     """Project GPU-hours and wall time of the recipe's generate job from a measured per-image cost."""
-    from synthvlm.plan import Measured, anchor, measured_from_run, project
+    from synthvlm.plan import Measured, anchor, count_input_captions, measured_from_run, project
 
     config = load_config(config_file)
     if run is not None:
         _refuse_file(run)
-    if captions is None:
-        if run is None:
-            raise UserError("pass --captions N, or --run RUN to use a run's curated caption count")
+    counted = captions is None and run is None
+    if counted:
+        captions = count_input_captions(config)
+    elif captions is None:
         curate = pipeline.status(run)["stages"].get("curate")
         if curate is None or not curate["complete"]:
             raise UserError(f"{run} has no finished curate stage to count captions from; pass --captions N")
@@ -539,6 +554,8 @@ def plan(
     else:
         measured = anchor(gpu_type, config)
     result = project(config, captions=captions, gpus=gpus, gpu_type=gpu_type, measured=measured)
+    if counted:
+        result.assumptions.insert(0, f"{captions} captions in the recipe's inputs; curation keeps fewer")
     if as_json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
@@ -548,6 +565,41 @@ def plan(
     )
     for line in result.assumptions:
         out.print(f"  - {line}", markup=False)
+
+
+@app.command()
+def verify(
+    run: Annotated[str, typer.Argument(help="Run directory or fsspec URL.")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Compare every file's sha256, not only its size (reads it all).")
+    ] = False,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Forget the damaged tasks: the next run of its command redoes them."),
+    ] = False,
+) -> None:
+    """Recheck every committed file of a run against its completion record; exit 1 on damage."""
+    from synthvlm.core import layout
+    from synthvlm.core.verify import repair as forget
+    from synthvlm.core.verify import verify as check
+
+    run_dir = fsio.run_path(run)
+    if not layout.is_run_dir(run_dir):
+        raise UserError(f"{run} is not a synthvlm run directory (no {layout.CONFIG})")
+    stages = [name for name in pipeline.ORDER if layout.StageDir(run_dir, name).root.is_dir()]
+    checked, damage = check(run_dir, stages, full=full)
+    for d in damage:
+        typer.echo(f"  {d}", err=True)
+    what = "sizes and sha256" if full else "sizes"
+    if not damage:
+        out.print(f"{run}: {checked} files ok ({what})")
+        return
+    typer.echo(f"{run}: {len(damage)} of {checked} files damaged ({what})", err=True)
+    if repair:
+        tasks = forget(run_dir, damage)
+        out.print(f"forgot {len(tasks)} task(s): {', '.join(tasks)}; rerun the run's command to redo them")
+        return
+    raise typer.Exit(1)
 
 
 def _register_feature_commands() -> None:
