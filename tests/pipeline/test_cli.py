@@ -464,3 +464,33 @@ def test_every_fingerprint_key_maps_to_the_config_key_a_user_writes():
         ("evens", "settings.size"): "settings.size",  # a stage with no config section of its own
     }
     assert {case: _config_key(*case) for case in cases} == cases
+
+
+def test_run_until_and_limit_try_a_recipe_on_a_sample(tmp_path, monkeypatch, capsys):
+    demo = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+    run = str(tmp_path / "r")
+    args = ("run", demo, "--run", run, "--until", "curate", "--limit", "20", "-q")
+    code, out, _ = _main(monkeypatch, capsys, *args)
+    assert code in (0, None) and out.splitlines() == [
+        "ingest: in 20, kept 20, dropped none",
+        "curate: in 20, kept 19, dropped special_characters_filter=1",
+        f"run directory: {run}",
+    ]
+    assert sorted(p.name for p in Path(run).iterdir() if p.is_dir()) == ["curate", "ingest"]
+    code, _, err = _main(monkeypatch, capsys, "run", demo, "--run", run, "--until", "bogus", "-q")
+    assert (code, err) == (
+        2,
+        "error: --until bogus: not a stage of this recipe; valid: ingest, curate, generate, score, select, "
+        "export\n",
+    )
+
+
+def test_config_file_replaces_the_runs_saved_config(tmp_path, monkeypatch, capsys):
+    captions = _captions(tmp_path)
+    run = str(tmp_path / "r")
+    assert _main(monkeypatch, capsys, "ingest", captions, "--run", run, "-q")[0] in (0, None)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"ingest: {{inputs: [{captions}]}}\ncurate: {{recipe: none, dedup: false}}\n")
+    code, out, _ = _main(monkeypatch, capsys, "curate", "--run", run, "--config", str(recipe), "-q")
+    assert code in (0, None) and out == "curate: in 3, kept 3, dropped none\n"
+    assert "recipe: none" in (Path(run) / "config.yaml").read_text()

@@ -18,6 +18,7 @@ from synthvlm.config import (
     CUTS,
     GENERATE_PRESETS,
     CurateConfig,
+    ExportConfig,
     GenerateConfig,
     IngestConfig,
     RunConfig,
@@ -104,6 +105,19 @@ QuietOpt = Annotated[
 ]
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A recipe whose settings replace the run's saved config (this command's options still apply).",
+    ),
+]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit", help="Ingest only the first N records of the inputs: try a recipe on a sample."),
+]
+
+
 def _initially(value: object) -> str:
     """The shown default of an option that replaces a setting saved in the run: the run keeps its own."""
     return f"{value}, or the run's own"
@@ -116,8 +130,10 @@ def _refuse_file(run: str | Path) -> None:
         raise UserError(f"{run_dir} is a file, not a run directory: pass a folder to --run")
 
 
-def _config(run: str) -> RunConfig:
+def _config(run: str, config_file: Path | None = None) -> RunConfig:
     _refuse_file(run)
+    if config_file is not None:
+        return load_config(config_file)
     config = pipeline.load_run_config(run)
     if config is None:
         raise UserError(
@@ -210,17 +226,24 @@ def ingest(
             show_default=_initially(IngestConfig.model_fields["shard_rows"].default),
         ),
     ] = None,
+    limit: LimitOpt = None,
+    config_file: ConfigOpt = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Read caption files into the run's caption pool."""
-    config = pipeline.load_run_config(run) or RunConfig()
+    _refuse_file(run)
+    if config_file is not None:
+        config = load_config(config_file)
+    else:
+        config = pipeline.load_run_config(run) or RunConfig()
     config = config.updated(
         "ingest",
         inputs=[str(Path(i).resolve()) if Path(i).exists() else i for i in inputs] if inputs else None,
         format=fmt,
         skip_bad_files=skip_bad_files,
         shard_rows=shard_rows,
+        limit=limit,
     )
     _run_stages(run, config, ["ingest"], recompute, "local", quiet)
 
@@ -240,9 +263,10 @@ def curate(
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Filter captions with the recipe's rules and drop exact duplicates."""
-    config = _config(run).updated("curate", recipe=recipe)
+    config = _config(run, config_file).updated("curate", recipe=recipe)
     _run_stages(run, config, ["curate"], recompute, executor, quiet, address)
 
 
@@ -281,14 +305,28 @@ def generate(
             show_default=_initially(GenerateConfig.model_fields["device"].default),
         ),
     ] = None,
+    images_per_shard: Annotated[
+        int | None,
+        typer.Option(
+            "--images-per-shard",
+            help="Images per output tar shard (the unit of resume); keep it a multiple of --batch-size.",
+            show_default=_initially(GenerateConfig.model_fields["images_per_shard"].default),
+        ),
+    ] = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Generate candidate images for every curated caption."""
-    config = _config(run).updated(
-        "generate", preset=preset, candidates_per_caption=candidates, batch_size=batch_size, device=device
+    config = _config(run, config_file).updated(
+        "generate",
+        preset=preset,
+        candidates_per_caption=candidates,
+        batch_size=batch_size,
+        device=device,
+        images_per_shard=images_per_shard,
     )
     _run_stages(run, config, ["generate"], recompute, executor, quiet, address)
 
@@ -316,9 +354,10 @@ def score(
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Score every generated image: CLIPScore + lambda * SSIM."""
-    config = _config(run).updated("score", clip_model=clip_model, device=device)
+    config = _config(run, config_file).updated("score", clip_model=clip_model, device=device)
     _run_stages(run, config, ["score"], recompute, executor, quiet, address)
 
 
@@ -341,11 +380,12 @@ def select(
     ] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Keep the best candidate per caption, then the global top-K (or a fraction, or a threshold)."""
     # A cut given here replaces the recipe's cut.
     given = top_k is not None or fraction is not None or threshold is not None
-    config = _config(run).updated(
+    config = _config(run, config_file).updated(
         "select", unset=CUTS if given else (), top_k=top_k, fraction=fraction, threshold=threshold
     )
     _run_stages(run, config, ["select"], recompute, "local", quiet)
@@ -361,12 +401,23 @@ def export(
     out_dir: Annotated[
         str | None, typer.Option("--out", help="Export folder or URL (default RUN/export).")
     ] = None,
+    rows_per_shard: Annotated[
+        int | None,
+        typer.Option(
+            "--rows-per-shard",
+            help="Records per WebDataset tar / Parquet file.",
+            show_default=_initially(ExportConfig.model_fields["rows_per_shard"].default),
+        ),
+    ] = None,
     recompute: FromOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
-    """Write the selection as LLaVA JSON + images, WebDataset shards and/or Parquet."""
+    """Write the selection as LLaVA JSON + images, WebDataset shards, Parquet and/or a hub dataset folder."""
     out = fsio.absolute(fsio.run_path(out_dir)) if out_dir else None
-    config = _config(run).updated("export", formats=formats, out=out)
+    config = _config(run, config_file).updated(
+        "export", formats=formats, out=out, rows_per_shard=rows_per_shard
+    )
     _run_stages(run, config, ["export"], recompute, "local", quiet)
 
 
@@ -377,15 +428,25 @@ def run_cmd(
         str | None,
         typer.Option("--run", help="Run directory or fsspec URL (default runs/<recipe name>)."),
     ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Stop after this stage (e.g. curate, to look at the pool first)."),
+    ] = None,
+    limit: LimitOpt = None,
     recompute: FromOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run the whole pipeline from a recipe, resuming whatever is already done."""
-    config = load_config(config_file)
+    config = load_config(config_file).updated("ingest", limit=limit)
     run = run or _default_run(config_file)
-    _run_stages(run, config, None, recompute, executor, quiet, address)
+    stages = pipeline.default_stages(config)
+    if until is not None:
+        if until not in stages:
+            raise UserError(f"--until {until}: not a stage of this recipe; valid: {', '.join(stages)}")
+        stages = stages[: stages.index(until) + 1]
+    _run_stages(run, config, stages, recompute, executor, quiet, address)
     out.print(f"run directory: {run}")
 
 
