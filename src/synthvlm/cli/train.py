@@ -108,9 +108,11 @@ def eval_cmd(
     output_path: Annotated[
         str, typer.Option("--output-path", help="Folder for lmms-eval logs and results.")
     ] = "lmms-eval-logs",
-    run: Annotated[bool, typer.Option("--run", help="Launch it instead of only printing it.")] = False,
+    launch: Annotated[
+        bool, typer.Option("--launch", help="Launch it instead of only printing it.")
+    ] = False,
 ) -> None:
-    """Print (or, with --run, launch) the lmms-eval command for the SynthVLM paper's benchmarks.
+    """Print (or, with --launch, run) the lmms-eval command for the SynthVLM paper's benchmarks.
 
     Warnings go to stderr, so stdout stays one line to paste.
     """
@@ -133,7 +135,7 @@ def eval_cmd(
     for warning in eval_warnings(model, model_type=model_type, benchmarks=names):
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(format_command(argv))
-    if run:
+    if launch:
         raise typer.Exit(launch(argv))
 
 
