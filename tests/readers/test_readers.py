@@ -533,6 +533,14 @@ def test_csv_unreadable(tmp_path: Path) -> None:
     with pytest.raises(UnreadableFileError) as info:
         read(str(path))
     assert str(info.value) == f"{path}: file is empty; expected a header row with a caption column"
+    # Found by fuzzing: names with line breaks or undecodable bytes made the message several lines, or
+    # unprintable (lone surrogates); such names are shown as Python literals.
+    path = write(tmp_path, "odd.csv", b'id,"a\nb",\xff,\x0b\n1,2,3,4\n')
+    with pytest.raises(UnreadableFileError) as info:
+        read(str(path))
+    assert str(info.value) == (
+        f"{path}: no caption or text column in the header (columns: id, 'a\\nb', '\\udcff', '\\x0b')"
+    )
 
 
 def test_csv_stray_quote_costs_one_line(tmp_path: Path) -> None:
@@ -580,6 +588,45 @@ def test_json_nested_too_deep_is_a_bad_record(tmp_path: Path) -> None:
     )
 
 
+def test_json_integer_too_long_for_python_is_bad_json(tmp_path: Path) -> None:
+    # Found by fuzzing: int() refuses more than 4300 digits with a plain ValueError, which was a traceback.
+    big = "1" * 5000
+    detail = "JSON integer longer than Python's limit of 4300 digits"
+    lines = write(tmp_path, "big.jsonl", f'{{"caption": "a"}}\n{{"caption": {big}}}\n{{"caption": "b"}}\n')
+    p = str(lines)
+    assert list(read(p)) == [
+        Record("a", p, 1, None, None),
+        BadRecord(p, 2, "bad_json", detail, f'{{"caption": {big}}}'[:1000]),
+        Record("b", p, 3, None, None),
+    ]
+    listed = write(tmp_path, "big.json", f'[{{"caption": "a"}}, {big}, {{"caption": "b"}}]')
+    p = str(listed)
+    assert list(read(p)) == [
+        Record("a", p, 1, None, None),
+        BadRecord(p, 2, "bad_json", f"element 2: {detail}; the rest of the file was not read"),
+    ]
+    first = write(tmp_path, "first.json", f"[{big}]")
+    assert detect_format(str(first)) == "json"
+    coco = write(tmp_path, "coco.json", f'{{"images": [], "annotations": [], "n": {big}}}')
+    with pytest.raises(UnreadableFileError) as info:
+        read(str(coco))
+    assert str(info.value) == (
+        f'{coco}: {detail}; expected a COCO captions object with "images" and "annotations" lists'
+    )
+
+
+def test_json_list_after_other_than_json_whitespace_is_unreadable(tmp_path: Path) -> None:
+    # Found by fuzzing: str.lstrip() stepped over "\xa0" (not JSON whitespace), and the reader then took
+    # the whole list for its first element (a bad_record, then a truncated_file).
+    for number, space in enumerate(["\xa0", "\x1c", "\u3000"]):
+        path = write(tmp_path, f"s{number}.json", space + '[{"caption": "a"}]')
+        for fmt in ("json", "llava"):
+            with pytest.raises(UnreadableFileError) as info:
+                read(str(path), fmt=fmt)
+            assert str(info.value).startswith(f"{path}: not valid JSON (Expecting value, line 1 column 1); ")
+    assert outcome(write(tmp_path, "ok.json", ' \r\n\t[{"caption": "a"}]')) == [(1, "ok")]
+
+
 # ------------------------------------------------------------------------------------------------ parquet
 
 
@@ -621,6 +668,58 @@ def test_parquet_unreadable(tmp_path: Path) -> None:
     with pytest.raises(UnreadableFileError) as info:
         read(str(nocap))
     assert str(info.value) == f"{nocap}: no caption or text column (columns: id, label)"
+    pq.write_table(pa.table({"id": [1], "a\nb": ["x"]}), nocap)
+    with pytest.raises(UnreadableFileError) as info:
+        read(str(nocap))
+    assert str(info.value) == f"{nocap}: no caption or text column (columns: id, 'a\\nb')"
+
+
+def test_parquet_two_columns_of_a_picked_name_are_unreadable(tmp_path: Path) -> None:
+    # Found by fuzzing: pyarrow's KeyError for the ambiguous column was a traceback.
+    path = tmp_path / "dup.parquet"
+    names = ["caption", "image", "caption"]
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["x.jpg"]), pa.array(["b"])], names), path)
+    with pytest.raises(UnreadableFileError) as info:
+        read(str(path))
+    assert str(info.value) == f"{path}: 2 columns are named 'caption'; expected one"
+    # A duplicate of a column the reader does not use is no problem.
+    names = ["caption", "url", "note", "note"]
+    columns = [pa.array(["a"]), pa.array(["x"]), pa.array(["y"]), pa.array(["z"])]
+    pq.write_table(pa.Table.from_arrays(columns, names), path)
+    assert list(read(str(path))) == [Record("a", str(path), 1, None, "x")]
+
+
+def test_parquet_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    # Found by fuzzing: pyarrow does not check UTF-8 on read, and its UnicodeDecodeError was a traceback.
+    def strings(*values: bytes) -> pa.Array:
+        offsets = [0]
+        for value in values:
+            offsets.append(offsets[-1] + len(value))
+        buffers = [None, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(values))]
+        return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+    cells = tmp_path / "cells.parquet"
+    pq.write_table(
+        pa.table({"id": strings(b"1", b"2", b"\xe9"), "caption": strings(b"ok", b"\xff!", b"x")}), cells
+    )
+    p = str(cells)
+    assert list(read(p)) == [
+        Record("ok", p, 1, "1", None),
+        BadRecord(
+            p, 2, "bad_utf8", "caption has bytes that are not valid UTF-8 (at character 0)", "\ufffd!", "2"
+        ),
+        BadRecord(p, 3, "bad_utf8", "id has bytes that are not valid UTF-8", "x", "\ufffd"),
+    ]
+    name = tmp_path / "name.parquet"
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"caption": ["a"], "zzzzq": ["b"]}), sink)
+    name.write_bytes(sink.getvalue().to_pybytes().replace(b"zzzzq", b"\xffzzzq"))
+    with pytest.raises(UnreadableFileError) as info:
+        read(str(name))
+    assert str(info.value) == (
+        f"{name}: not a readable Parquet file ('utf-8' codec can't decode byte 0xff in position 0: "
+        "invalid start byte)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ detection

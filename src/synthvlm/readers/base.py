@@ -177,6 +177,12 @@ def find_column(names: Sequence[str], keys: Sequence[str]) -> str | None:
     return next((key for key in keys if key in names), None)
 
 
+def shown_columns(names: Sequence[str]) -> str:
+    """A table's column names for a one-line error: a name with line breaks, controls or undecodable bytes
+    is shown as a Python literal, so the message stays one printable, encodable line."""
+    return ", ".join(name if name.isprintable() else repr(name) for name in names)[:200]
+
+
 def open_binary(path: str) -> BinaryIO:
     """Open a file for reading bytes; a missing or unreadable file is an UnreadableFileError."""
     try:

@@ -16,7 +16,7 @@ def read_coco(path: str, *, max_caption_chars: int) -> Iterator[Record | BadReco
     expected = 'a COCO captions object with "images" and "annotations" lists'
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, or an integer too long for int()
         raise not_json_error(path, text, expected) from None
     if not isinstance(doc, dict):
         raise UnreadableFileError(f"{path}: the JSON document is a {type(doc).__name__}; expected {expected}")

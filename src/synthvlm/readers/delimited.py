@@ -22,6 +22,7 @@ from synthvlm.readers.base import (
     find_column,
     judge,
     reject,
+    shown_columns,
 )
 
 
@@ -103,7 +104,7 @@ def _read_delimited(path: str, *, max_caption_chars: int, dialect: str) -> Itera
     caption_col = find_column(header, CAPTION_KEYS)
     if caption_col is None:
         f.close()
-        shown = ", ".join(header)[:200]
+        shown = shown_columns(header)
         raise UnreadableFileError(f"{path}: no caption or text column in the header (columns: {shown})")
     return _delimited_records(f, lines, dialect, header, caption_col, path, max_caption_chars)
 

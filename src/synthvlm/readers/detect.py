@@ -39,7 +39,7 @@ def _detect_json(head: str) -> str:
     pos = JSON_WS.match(head, start + 1).end()
     try:
         first, _ = json.JSONDecoder().raw_decode(head, pos)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, or an integer too long for int()
         # First element larger than the peek (or damaged): fall back to spotting the key.
         return "llava" if '"conversations"' in head else "json"
     return "llava" if isinstance(first, dict) and "conversations" in first else "json"

@@ -2,13 +2,15 @@
 
 A JSON list is decoded one element at a time, so a truncated or damaged file still gives its good prefix
 as records and costs one BadRecord (`truncated_file` or `bad_json`) where it stops. JSON nested deeper
-than the parser's recursion limit is `bad_json` for that element, and the rest of the file is not read.
+than the parser's recursion limit, or with an integer longer than Python converts (4300 digits by
+default), is `bad_json` for that element, and the rest of the file is not read.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +20,14 @@ JSON_WS = re.compile(r"[ \t\n\r]*")
 """JSON's insignificant whitespace (exactly these four characters), matched to step over it."""
 TOO_DEEP = "JSON nested deeper than the parser's recursion limit"
 """Detail text for JSON the parser gives up on with a RecursionError."""
+
+
+def parse_failure(exc: RecursionError | ValueError) -> str:
+    """Detail for JSON the parser gives up on without a position: too deep, or an integer too long."""
+    if isinstance(exc, RecursionError):
+        return TOO_DEEP
+    # The only other ValueError json raises: int() refuses longer digit strings (CVE-2020-10735).
+    return f"JSON integer longer than Python's limit of {sys.get_int_max_str_digits()} digits"
 
 
 def read_json_text(path: str) -> str:
@@ -36,19 +46,20 @@ def not_json_error(path: str, text: str, expected: str) -> UnreadableFileError:
     """The one-line error for a document that is not JSON, or is JSON of the wrong shape."""
     try:
         value = json.loads(text)
-    except RecursionError:
-        return UnreadableFileError(f"{path}: {TOO_DEEP}; expected {expected}")
     except json.JSONDecodeError as exc:
         return UnreadableFileError(
             f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); expected {expected}"
         )
+    except (RecursionError, ValueError) as exc:
+        return UnreadableFileError(f"{path}: {parse_failure(exc)}; expected {expected}")
     return UnreadableFileError(f"{path}: the JSON document is a {type(value).__name__}; expected {expected}")
 
 
 def list_text(path: str, expected: str) -> str:
     """A file's text, checked to start as a JSON list (`expected` names the list's shape in the error)."""
     text = read_json_text(path)
-    if not text.lstrip().startswith("["):
+    # JSON whitespace only: str.lstrip() would also step over "\xa0" or "\x1c", which JSON does not allow.
+    if not text.startswith("[", JSON_WS.match(text).end()):
         raise not_json_error(path, text, expected)
     return text
 
@@ -69,11 +80,6 @@ def json_list_items(path: str, text: str) -> Iterator[tuple[int, Any] | BadRecor
         index = count + 1
         try:
             obj, pos = decoder.raw_decode(text, pos)
-        except RecursionError:
-            yield reject(
-                path, index, "bad_json", f"element {index}: {TOO_DEEP}; the rest of the file was not read"
-            )
-            return
         except json.JSONDecodeError as exc:
             if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
                 detail = f"file ends inside element {index}, after {count} complete elements"
@@ -84,6 +90,10 @@ def json_list_items(path: str, text: str) -> Iterator[tuple[int, Any] | BadRecor
                     " the rest of the file was not read"
                 )
                 yield reject(path, index, "bad_json", detail)
+            return
+        except (RecursionError, ValueError) as exc:
+            detail = f"element {index}: {parse_failure(exc)}; the rest of the file was not read"
+            yield reject(path, index, "bad_json", detail)
             return
         count = index
         yield index, obj

@@ -1,6 +1,7 @@
 """The `jsonl` format: one `{"caption" | "text", "id", "image" | ...}` object per line.
 
-An empty line is `bad_json`; JSON nested deeper than the parser's recursion limit costs only its line.
+An empty line is `bad_json`; JSON nested deeper than the parser's recursion limit, or with an integer longer
+than Python converts, costs only its line.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from synthvlm.readers.base import BadRecord, Record, decoded_lines, judge_object, open_binary, reject
-from synthvlm.readers.jsondoc import TOO_DEEP
+from synthvlm.readers.jsondoc import parse_failure
 
 
 def read_jsonl(path: str, *, max_caption_chars: int) -> Iterator[Record | BadRecord]:
@@ -30,7 +31,7 @@ def _jsonl_records(f: BinaryIO, path: str, limit: int) -> Iterator[Record | BadR
             detail = "empty line" if not line.strip() else f"invalid JSON ({exc.msg}, column {exc.colno})"
             yield reject(path, index, "bad_json", detail, line)
             continue
-        except RecursionError:
-            yield reject(path, index, "bad_json", TOO_DEEP, line)
+        except (RecursionError, ValueError) as exc:  # after JSONDecodeError, itself a ValueError
+            yield reject(path, index, "bad_json", parse_failure(exc), line)
             continue
         yield judge_object(path, index, obj, limit)

@@ -1,5 +1,8 @@
 """The `parquet` format: a table with a caption (or text) column, one entry per row; a null is missing.
 
+Two columns with the name the reader picks (caption/text, id, image...) make the file unreadable. A string
+cell that is not UTF-8 (pyarrow does not check on read) is `bad_utf8` for its row, as in every other format.
+
 pyarrow is imported on first use, so importing the readers (and starting the CLI) stays fast.
 """
 
@@ -16,6 +19,7 @@ from synthvlm.readers.base import (
     UnreadableFileError,
     find_column,
     judge,
+    shown_columns,
 )
 
 
@@ -28,17 +32,22 @@ def read_parquet(path: str, *, max_caption_chars: int) -> Iterator[Record | BadR
         parquet = pq.ParquetFile(path)
     except FileNotFoundError as exc:
         raise UnreadableFileError(f"{path}: cannot open ({exc.strerror or 'no such file'})") from None
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:  # UnicodeDecodeError: a column name
         raise UnreadableFileError(
             f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})"
         ) from None
     names = parquet.schema_arrow.names
     caption_col = find_column(names, CAPTION_KEYS)
     if caption_col is None:
-        shown = ", ".join(names)[:200]
+        shown = shown_columns(names)
         parquet.close()
         raise UnreadableFileError(f"{path}: no caption or text column (columns: {shown})")
     columns = [caption_col, "id" if "id" in names else None, find_column(names, IMAGE_KEYS)]
+    for name in columns:
+        if name is not None and names.count(name) > 1:
+            # Which of them holds the captions (ids, images) is anybody's guess: say so, pick none.
+            parquet.close()
+            raise UnreadableFileError(f"{path}: {names.count(name)} columns are named {name!r}; expected one")
     return _parquet_records(parquet, columns, path, max_caption_chars)
 
 
@@ -53,7 +62,7 @@ def _parquet_records(
         try:
             for batch in parquet.iter_batches(batch_size=8192, columns=wanted):
                 values = [
-                    batch.column(name).to_pylist() if name else [None] * batch.num_rows for name in columns
+                    _values(batch.column(name)) if name else [None] * batch.num_rows for name in columns
                 ]
                 for caption, raw_id, image in zip(*values, strict=True):
                     index += 1
@@ -61,3 +70,15 @@ def _parquet_records(
         except (OSError, pa.ArrowException) as exc:
             message = " ".join(str(exc).split())
             raise UnreadableFileError(f"{path}: damaged after row {index} ({message})") from None
+
+
+def _values(column: Any) -> list[Any]:
+    """A column's values; string cells that are not UTF-8 come back with surrogateescapes (as the text formats
+    decode them), so `judge` rejects only their rows, as `bad_utf8`."""
+    import pyarrow as pa
+
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        raw = column.cast(pa.large_binary()).to_pylist()  # a type that cannot be cast: damaged, as before
+        return [None if value is None else value.decode("utf-8", "surrogateescape") for value in raw]
