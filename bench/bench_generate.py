@@ -67,7 +67,7 @@ def _bare(model_dir: Path, prompts: list[str], ids: list[str], config: Any) -> t
 
     from synthvlm.core.seeds import derive_seed
 
-    cfg = config.generate
+    cfg = config.generate.resolved()  # preset values (steps, guidance, size) filled in, as the stage runs
     t0 = time.perf_counter()
     pipe = StableDiffusionXLPipeline.from_pretrained(model_dir, dtype=torch.float32, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
