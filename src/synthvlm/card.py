@@ -38,18 +38,6 @@ SIZE_CATEGORIES = (
 """The hub's `size_categories` buckets below a trillion records (above: n>1T)."""
 
 SCORES = ("clip", "ssim", "weighted")
-_PROVENANCE = (
-    "model_id",
-    "model_revision",
-    "refiner_id",
-    "refiner_revision",
-    "scheduler",
-    "steps",
-    "guidance",
-    "width",
-    "height",
-    "dtype",
-)
 _LICENSE_NOTE = (
     "# license: replace `other` with the license you publish this dataset under; it must respect the\n"
     "# licenses of the generator model and of the caption source (for a custom one add license_name and\n"
@@ -96,10 +84,11 @@ def run_facts(run_dir: fsio.RunPath, config: RunConfig, *, records: int) -> RunF
     selected = selection.column("key").combine_chunks()
     distinct: set[tuple[Any, ...]] = set()
     for path in layout.StageDir(run_dir, "generate").shards():  # one shard in memory at a time
-        shard = fsio.read_table(path, columns=["key", *_PROVENANCE])
-        chosen = shard.filter(pc.is_in(shard.column("key"), value_set=selected)).select(list(_PROVENANCE))
+        shard = fsio.read_table(path, columns=["key", *schema.PROVENANCE])
+        chosen = shard.filter(pc.is_in(shard.column("key"), value_set=selected))
+        chosen = chosen.select(list(schema.PROVENANCE))
         distinct |= {tuple(row.values()) for row in chosen.to_pylist()}
-    generators = [dict(zip(_PROVENANCE, values, strict=True)) for values in sorted(distinct, key=repr)]
+    generators = [dict(zip(schema.PROVENANCE, values, strict=True)) for values in sorted(distinct, key=repr)]
     return RunFacts(
         records=records,
         recipe=_recipe(config, [*stages, "export"]),

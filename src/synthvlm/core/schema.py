@@ -79,6 +79,20 @@ CANDIDATE = pa.schema(
 )
 """One generated image (or a failed attempt at one). Deterministic: timings live in `TIMING`."""
 
+PROVENANCE = (
+    "model_id",
+    "model_revision",
+    "refiner_id",
+    "refiner_revision",
+    "scheduler",
+    "steps",
+    "guidance",
+    "width",
+    "height",
+    "dtype",
+)
+"""The CANDIDATE columns that say how an image was made (the report and the dataset card group by them)."""
+
 TIMING = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from synthvlm.core import fsio, layout
+from synthvlm.core import fsio, layout, schema
 from synthvlm.core.errors import UserError
 from synthvlm.report.caption_stats import SAMPLE, caption_statistics
 from synthvlm.score.ssim import DEFINITIONS
@@ -62,18 +62,7 @@ def provenance(run: Path) -> dict[str, Any]:
     table = _read(run, "generate")
     if table is None or table.num_rows == 0:
         return {"settings": [], "seed_min": None, "seed_max": None, "candidates": 0, "attempts": 0}
-    cols = [
-        "model_id",
-        "model_revision",
-        "refiner_id",
-        "refiner_revision",
-        "scheduler",
-        "steps",
-        "guidance",
-        "width",
-        "height",
-        "dtype",
-    ]
+    cols = list(schema.PROVENANCE)
     groups = table.group_by(cols).aggregate([("key", "count")]).sort_by([(c, "ascending") for c in cols[:2]])
     settings = [{**{c: row[c] for c in cols}, "images": row["key_count"]} for row in groups.to_pylist()]
     seeds = table.column("seed").to_numpy()
