@@ -13,6 +13,7 @@ from synthvlm.config import GenerateConfig
 from synthvlm.core.errors import UserError
 from synthvlm.core.seeds import derive_seed
 from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision, optimize
+from synthvlm.models.registry import builtin_dir
 
 RUN_SEED = 7
 PROMPTS = ["a photo of the cat", "the cat"]
@@ -216,12 +217,13 @@ def test_provenance(models_dir: Path, tiny: ImageGenerator) -> None:
     assert prov.scheduler == "EulerDiscreteScheduler"
     assert prov.dtype == "float32"
     assert re.fullmatch(r"sha256:[0-9a-f]{16}", prov.model_revision)
-    assert prov.model_revision == directory_revision(models_dir / "tiny-sdxl")
+    built = builtin_dir(models_dir)  # the session's shared folder in tests
+    assert prov.model_revision == directory_revision(built / "tiny-sdxl")
 
     refined = _generator(models_dir, preset="tiny-refiner").provenance
     assert refined.model_revision == prov.model_revision
     assert refined.refiner_id == "builtin:tiny-sdxl-refiner"
-    assert refined.refiner_revision == directory_revision(models_dir / "tiny-sdxl-refiner")
+    assert refined.refiner_revision == directory_revision(built / "tiny-sdxl-refiner")
     assert refined.refiner_revision != prov.model_revision
 
     pinned = _generator(models_dir, revision="abc123").provenance

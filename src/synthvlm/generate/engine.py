@@ -159,7 +159,7 @@ class ImageGenerator:
     """
 
     def __init__(self, config: GenerateConfig, *, models_dir: Path, run_seed: int) -> None:
-        self.config = config
+        self.config = config.resolved()  # the preset's values for every field the config leaves unset
         self.models_dir = Path(models_dir)
         self.run_seed = run_seed
         self._pipes: tuple[Any, Any] | None = None
