@@ -24,7 +24,7 @@ def _complete(run: Path) -> dict[str, bool]:
 
 
 def _images(demo: Path) -> int:
-    return len(list((demo / "export" / "llava" / "images").iterdir()))
+    return len(list((demo / "export" / "llava" / "images").rglob("*.jpg")))
 
 
 def test_refused_commands_delete_nothing(demo):
