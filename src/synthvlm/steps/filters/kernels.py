@@ -149,7 +149,10 @@ def packed_words(block: np.ndarray, n: int, span: int) -> tuple[list[np.ndarray]
     size = block.itemsize
     per = 8 // size
     view = np.ndarray((rows, width - per + 1), dtype=np.uint64, buffer=block, strides=(width * size, size))
-    low = np.uint64((1 << (8 * size * n)) - 1) if n < per else None
+    low = None
+    if n < per:  # the word's first n elements: its low bytes on a little-endian machine, high ones else
+        bits = 8 * size * n
+        low = np.uint64((1 << bits) - 1 if sys.byteorder == "little" else ((1 << bits) - 1) << (64 - bits))
     return [view[:, o : o + span] for o in _word_offsets(n, per)], low
 
 
