@@ -108,9 +108,7 @@ def eval_cmd(
     output_path: Annotated[
         str, typer.Option("--output-path", help="Folder for lmms-eval logs and results.")
     ] = "lmms-eval-logs",
-    launch: Annotated[
-        bool, typer.Option("--launch", help="Launch it instead of only printing it.")
-    ] = False,
+    start: Annotated[bool, typer.Option("--launch", help="Launch it instead of only printing it.")] = False,
 ) -> None:
     """Print (or, with --launch, run) the lmms-eval command for the SynthVLM paper's benchmarks.
 
@@ -135,7 +133,7 @@ def eval_cmd(
     for warning in eval_warnings(model, model_type=model_type, benchmarks=names):
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(format_command(argv))
-    if launch:
+    if start:
         raise typer.Exit(launch(argv))
 
 
