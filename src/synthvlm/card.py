@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from synthvlm.config import PATH_FIELDS
+from synthvlm.config import map_paths
 from synthvlm.core import fsio, layout, schema
 from synthvlm.core.layout import ExportDir
 
@@ -103,14 +103,7 @@ def _recipe(config: RunConfig, sections: list[str]) -> dict[str, Any]:
     """The run's config, the sections of the stages that ran, with file paths cut to their names: the card
     says what was done, not where on one machine (and stays the same wherever the recipe reruns)."""
     data = config.model_dump(mode="json")
-    for *parents, leaf in PATH_FIELDS:
-        section: Any = data
-        for key in parents:
-            section = section.get(key) if isinstance(section, dict) else None
-        if not isinstance(section, dict) or section.get(leaf) is None:
-            continue
-        value = section[leaf]
-        section[leaf] = [_name(v) for v in value] if isinstance(value, list) else _name(value)
+    map_paths(data, _name)
     data["export"].pop("out")  # the card lives in it
     return {"seed": data["seed"], **{name: data[name] for name in sections}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -536,12 +536,8 @@ PATH_FIELDS = (
 so a recipe works from any directory. Model fields are not among them: a relative name there is a hub id."""
 
 
-def _resolve_paths(data: dict[str, Any], *, base: Path) -> None:
-    def resolve(value: Any) -> Any:
-        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
-            return str(base / value)
-        return value
-
+def map_paths(data: dict[str, Any], fn: Callable[[str], str]) -> None:
+    """Apply `fn` in place to every path a config mapping holds (the `PATH_FIELDS` that are set)."""
     for *parents, leaf in PATH_FIELDS:
         section: Any = data
         for key in parents:
@@ -549,7 +545,16 @@ def _resolve_paths(data: dict[str, Any], *, base: Path) -> None:
         if not isinstance(section, dict) or section.get(leaf) is None:
             continue
         value = section[leaf]
-        section[leaf] = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
+        section[leaf] = [fn(v) for v in value] if isinstance(value, list) else fn(value)
+
+
+def _resolve_paths(data: dict[str, Any], *, base: Path) -> None:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            return str(base / value)
+        return value
+
+    map_paths(data, resolve)
 
 
 def dump_config(config: RunConfig) -> str:
