@@ -19,7 +19,7 @@ from synthvlm.core.errors import UserError
         ),
         (
             {"export": {"formats": ["parquet", "parquet"]}},
-            "export: Value error, export.formats names a format twice: ['parquet', 'parquet']",
+            "export: export.formats names a format twice: ['parquet', 'parquet']",
         ),
     ],
 )

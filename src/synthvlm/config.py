@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from synthvlm.core import schema
 from synthvlm.core.errors import UserError
 from synthvlm.models.registry import BUILTIN
 
@@ -308,6 +309,89 @@ class GenerateConfig(_Model):
         return self.model_copy(update={k: v for k, v in preset.items() if getattr(self, k) is None})
 
 
+class SiglipScorerConfig(_Model):
+    """SigLIP's own pair probability: sigmoid(logit_scale * cos + logit_bias)."""
+
+    model: str = "google/siglip-so400m-patch14-384"
+    """SiglipModel hub id, folder or builtin name."""
+    revision: str | None = None
+    """Hub revision of `model` to pin."""
+
+
+class PickScoreConfig(_Model):
+    """PickScore: logit_scale * cos of a CLIPModel fine-tuned on human preferences, as its authors compute it."""
+
+    model: str = "yuvalkirstain/PickScore_v1"
+    """CLIPModel checkpoint."""
+    processor: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    """Where the tokenizer and image processor come from (PickScore ships none of its own)."""
+    revision: str | None = None
+    """Hub revision of `model` to pin."""
+
+
+VQA_TEMPLATE = 'Does this figure show "{caption}"? Please answer yes or no.'
+"""The VQAScore question (t2v_metrics' default)."""
+
+
+class VqaScoreConfig(_Model):
+    """VQAScore: P(answer) of a vision-language model asked whether the image shows the caption, read from
+    the next-token distribution (never from sampled text)."""
+
+    backend: Literal["transformers", "openai"] = "transformers"
+    """transformers: a local image-text-to-text model. openai: an OpenAI-compatible vision endpoint that
+    returns logprobs (vLLM serving Qwen2.5-VL, ...)."""
+    model: str = "llava-hf/llava-1.5-7b-hf"
+    """Hub id, folder or builtin name (transformers), or the model name at the endpoint (openai)."""
+    revision: str | None = None
+    """Hub revision of `model` to pin (transformers)."""
+    template: str = VQA_TEMPLATE
+    """The question; `{caption}` is replaced by the caption."""
+    answer: str = "Yes"
+    """The answer whose probability is the score."""
+    batch_size: int = Field(8, gt=0)
+    """Pairs per forward pass (transformers)."""
+    base_url: str | None = None
+    """Endpoint URL (openai); null: the client's default."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (never stored in the run)."""
+    concurrency: int = Field(8, gt=0)
+    """Requests in flight (openai)."""
+    timeout: float = Field(60.0, gt=0)
+    """Seconds per request (openai)."""
+    max_retries: int = Field(4, ge=0)
+    """Retries of a request that timed out, was rate-limited or hit a server error (openai)."""
+    backoff: float = Field(1.0, ge=0)
+    """Seconds before the first retry, doubling after each (openai)."""
+    top_logprobs: int = Field(20, gt=0, le=20)
+    """Alternatives the endpoint returns for the first token; an answer not among them scores 0 (openai)."""
+
+
+class NsfwConfig(_Model):
+    """The Stable Diffusion safety checker: a flag and the largest concept margin per image."""
+
+    model: str = "CompVis/stable-diffusion-safety-checker"
+    """StableDiffusionSafetyChecker checkpoint (with its CLIP image processor)."""
+    revision: str | None = None
+    """Hub revision of `model` to pin."""
+
+
+class ScorersConfig(_Model):
+    """Pair scorers beyond CLIPScore and SSIM, each opt-in: give its section (`{}` takes the defaults)."""
+
+    siglip: SiglipScorerConfig | None = None
+    """Column `siglip`."""
+    pickscore: PickScoreConfig | None = None
+    """Column `pickscore`."""
+    vqascore: VqaScoreConfig | None = None
+    """Column `vqascore`."""
+    nsfw: NsfwConfig | None = None
+    """Columns `nsfw` (flag) and `nsfw_margin`; select drops flagged pairs as `unsafe`."""
+
+    def enabled(self) -> list[str]:
+        """The configured scorers' names, in the order their columns are written."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
 class ScoreConfig(_Model):
     """CLIPScore + lambda * SSIM, as the paper's code computes them."""
 
@@ -331,13 +415,36 @@ class ScoreConfig(_Model):
     """Images per CLIP forward pass."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:1, ..."""
+    scorers: ScorersConfig = Field(default_factory=ScorersConfig)
+    """Opt-in pair scorers, each adding its columns to the score table (docs/metrics.md)."""
+    embeddings: bool = True
+    """Keep each candidate's CLIP image and text embeddings (float16) in score/embeddings/, so balanced
+    selection and the reference gap never recompute them."""
+
+
+class BalancedConfig(_Model):
+    """Coverage-aware selection: SemDeDup inside k-means clusters of the image embeddings, then a cap per
+    cluster (docs/metrics.md)."""
+
+    clusters: int = Field(100, gt=0)
+    """k-means clusters of the candidates' CLIP image embeddings (at most one per candidate)."""
+    epsilon: float = Field(0.05, ge=0, lt=1)
+    """A candidate whose image cosine to a better-ranked one in its cluster exceeds 1 - epsilon is dropped
+    as `near_duplicate_image`."""
+    iterations: int = Field(20, gt=0)
+    """k-means iterations."""
 
 
 class SelectConfig(_Model):
     """Best-of-N per caption, then a global cut: exactly one of top_k, fraction, threshold."""
 
-    key: Literal["weighted", "clip", "ssim"] = "weighted"
-    """Score column to rank by (descending; ties by caption_id, then candidate_index)."""
+    key: str | dict[str, float] = "weighted"
+    """Score column to rank by, or a weighted sum of columns (`{clip: 1.0, ssim: 0.5}` is `weighted`);
+    descending, ties by caption_id, then candidate_index."""
+    strategy: Literal["top", "balanced"] = "top"
+    """top: the K best by key. balanced: near-duplicate images dropped and a cap per cluster (`balanced`)."""
+    balanced: BalancedConfig = Field(default_factory=BalancedConfig)
+    """Settings of the balanced strategy."""
     best_of_n: bool = True
     """Keep only each caption's best candidate before the global cut."""
     top_k: int | None = Field(None, gt=0)
@@ -433,6 +540,21 @@ class RunConfig(_Model):
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     """Optional source stage: captions for real images (`synthvlm caption`)."""
 
+    @model_validator(mode="after")
+    def _select_key_columns(self) -> RunConfig:
+        columns = schema.score_columns(self.score.scorers.enabled())
+        key = self.select.key
+        named = list(key) if isinstance(key, dict) else [key]
+        if not named:
+            raise ValueError("select.key: a weighted sum needs at least one column")
+        unknown = [c for c in named if c not in columns]
+        if unknown:
+            raise ValueError(
+                f"select.key names {', '.join(unknown)}, which this run does not score; score columns: "
+                f"{', '.join(columns)} (opt-in scorers go under score.scorers)"
+            )
+        return self
+
     def updated(self, section: str, *, unset: Sequence[str] = (), **changes: Any) -> RunConfig:
         """A validated copy with fields of one section replaced (None values are ignored) and the fields
         named in `unset` returned to their defaults."""
@@ -463,7 +585,7 @@ def parse_config(data: dict[str, Any], *, origin: str) -> RunConfig:
 def _problem(loc: tuple[int | str, ...], kind: str, message: str) -> str:
     where = ".".join(str(p) for p in loc) or "(top level)"
     if kind != "extra_forbidden":
-        return f"{where}: {message}"
+        return f"{where}: {message.removeprefix('Value error, ')}"
     # A misspelt key: name the closest key the section has, or all of them.
     model = _section_model(loc[:-1])
     if model is None:

@@ -169,7 +169,7 @@ def test_invalid_option_values_are_one_line_errors(tmp_path):
             "--batch-size",
             "0",
         ): "generate.batch_size: Input should be greater than 0",
-        ("select", "--run", run, "--top-k", "5", "--fraction", "0.5"): "select: Value error, select takes "
+        ("select", "--run", run, "--top-k", "5", "--fraction", "0.5"): "select: select takes "
         "one of top_k, fraction, threshold; got ['top_k', 'fraction']",
         ("export", "--run", run, "--format", "bogus"): "export.formats.0: Input should be 'llava', "
         "'webdataset', 'parquet' or 'hf'",

@@ -116,10 +116,57 @@ SCORE = pa.schema(
 )
 """Scores of one good candidate: clip = max(cosine, 0), weighted = clip + lambda * ssim."""
 
-SELECTION = pa.schema(
-    [*SCORE, pa.field("rank", pa.int64(), nullable=False), pa.field("cutoff", pa.float64(), nullable=False)]
-)
-"""A selected candidate with its 1-based rank and the selection's cut-off value of the ranking key."""
+SCORER_COLUMNS: dict[str, tuple[pa.Field, ...]] = {
+    "siglip": (pa.field("siglip", pa.float64(), nullable=False),),
+    "pickscore": (pa.field("pickscore", pa.float64(), nullable=False),),
+    "vqascore": (pa.field("vqascore", pa.float64(), nullable=False),),
+    "nsfw": (pa.field("nsfw", pa.bool_(), nullable=False), pa.field("nsfw_margin", pa.float64(), nullable=False)),
+}
+"""The columns each opt-in pair scorer adds after `weighted`, in `ScorersConfig` order (docs/metrics.md)."""
+
+BASE_SCORE_COLUMNS = ("clip", "ssim", "weighted")
+"""The score columns every run has."""
+
+
+def score_schema(scorers: list[str]) -> pa.Schema:
+    """SCORE plus the columns of the enabled scorers (none: exactly SCORE, as runs before scorers existed)."""
+    return pa.schema([*SCORE, *(f for name in scorers for f in SCORER_COLUMNS[name])])
+
+
+def score_columns(scorers: list[str]) -> list[str]:
+    """Every numeric score column of a run with these scorers: what `select.key` may name."""
+    extra = [f.name for name in scorers for f in SCORER_COLUMNS[name] if not pa.types.is_boolean(f.type)]
+    return [*BASE_SCORE_COLUMNS, *extra]
+
+
+def selection_schema(scorers: list[str]) -> pa.Schema:
+    """A selected candidate with its 1-based rank and the selection's cut-off value of the ranking key."""
+    return pa.schema(
+        [
+            *score_schema(scorers),
+            pa.field("rank", pa.int64(), nullable=False),
+            pa.field("cutoff", pa.float64(), nullable=False),
+        ]
+    )
+
+
+SELECTION = selection_schema([])
+"""The selection table of a run without opt-in scorers."""
+
+EMBEDDING_DTYPE = pa.float16()
+"""Stored embeddings are float16: half the bytes, and cosines within 1e-3 of float32's."""
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Score's side table: each candidate's L2-normalised CLIP image and text embeddings, by key."""
+    vector = pa.list_(EMBEDDING_DTYPE, dim)
+    return pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("image_emb", vector, nullable=False),
+            pa.field("text_emb", vector, nullable=False),
+        ]
+    )
 
 EXPORT_PARQUET_FEATURES = {
     "key": {"dtype": "string", "_type": "Value"},

@@ -25,9 +25,12 @@ BUILTIN_NAMES = (
     "tiny-blip-itm",
     "tiny-clip",
     "tiny-llava",
+    "tiny-llava-hf",
     "tiny-lm",
+    "tiny-safety-checker",
     "tiny-sdxl",
     "tiny-sdxl-refiner",
+    "tiny-siglip",
 )
 """Every `builtin:NAME` model, each built by `synthvlm.models.builtin`."""
 
@@ -37,16 +40,19 @@ its own under RUN/models). The builds are deterministic, so either way a model's
 
 
 def _builder(name: str) -> Callable[[Path], Path]:
-    from synthvlm.models.builtin import blip, clip, llava, lm, sdxl
+    from synthvlm.models.builtin import blip, clip, llava, lm, safety, sdxl, siglip
 
     return {
         "tiny-blip-caption": blip.build_tiny_blip_caption,
         "tiny-blip-itm": lm.build_tiny_blip_itm,
         "tiny-clip": clip.build_tiny_clip,
         "tiny-llava": llava.build_tiny_llava,
+        "tiny-llava-hf": llava.build_tiny_llava_hf,
         "tiny-lm": lm.build_tiny_lm,
+        "tiny-safety-checker": safety.build_tiny_safety_checker,
         "tiny-sdxl": sdxl.build_tiny_sdxl,
         "tiny-sdxl-refiner": sdxl.build_tiny_sdxl_refiner,
+        "tiny-siglip": siglip.build_tiny_siglip,
     }[name]
 
 
