@@ -319,7 +319,7 @@ class SiglipScorerConfig(_Model):
 
 
 class PickScoreConfig(_Model):
-    """PickScore: logit_scale * cos of a CLIPModel fine-tuned on human preferences, as its authors compute it."""
+    """PickScore: logit_scale * cos of a CLIPModel tuned on human preferences, as its authors compute it."""
 
     model: str = "yuvalkirstain/PickScore_v1"
     """CLIPModel checkpoint."""

@@ -120,7 +120,10 @@ SCORER_COLUMNS: dict[str, tuple[pa.Field, ...]] = {
     "siglip": (pa.field("siglip", pa.float64(), nullable=False),),
     "pickscore": (pa.field("pickscore", pa.float64(), nullable=False),),
     "vqascore": (pa.field("vqascore", pa.float64(), nullable=False),),
-    "nsfw": (pa.field("nsfw", pa.bool_(), nullable=False), pa.field("nsfw_margin", pa.float64(), nullable=False)),
+    "nsfw": (
+        pa.field("nsfw", pa.bool_(), nullable=False),
+        pa.field("nsfw_margin", pa.float64(), nullable=False),
+    ),
 }
 """The columns each opt-in pair scorer adds after `weighted`, in `ScorersConfig` order (docs/metrics.md)."""
 
@@ -167,6 +170,7 @@ def embeddings_schema(dim: int) -> pa.Schema:
             pa.field("text_emb", vector, nullable=False),
         ]
     )
+
 
 EXPORT_PARQUET_FEATURES = {
     "key": {"dtype": "string", "_type": "Value"},

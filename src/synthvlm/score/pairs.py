@@ -79,6 +79,11 @@ def scorers_for(score: ScoreConfig, *, models_dir: Path) -> list[PairScorer]:
                 workers=torch.get_num_threads(),
             )
 
-        key = (config.model_dump_json(), score.device, score.batch_size, str(registry.builtin_dir(models_dir)))
+        key = (
+            config.model_dump_json(),
+            score.device,
+            score.batch_size,
+            str(registry.builtin_dir(models_dir)),
+        )
         out.append(registry.cached(f"score.{name}", key, build))
     return out
