@@ -53,9 +53,20 @@ def models_dir(run_dir: fsio.RunPath) -> Path:
     return fsio.local_root(run_dir) / "models"
 
 
+def cache_dir(run_dir: fsio.RunPath) -> Path:
+    """Answers of paid endpoints (judge, VQAScore), outside the stage folders so a rerun of a stage with
+    `--from` keeps them: always a local folder, as SQLite needs one."""
+    return fsio.local_root(run_dir) / "cache"
+
+
 def judge_cache(run_dir: fsio.RunPath) -> Path:
-    """The LLM judge's answer cache, outside the stage folder so `--from curate` keeps paid answers."""
-    return fsio.local_root(run_dir) / "cache" / "judge.sqlite"
+    """The LLM judge's answer cache."""
+    return cache_dir(run_dir) / "judge.sqlite"
+
+
+def vqascore_cache(run_dir: fsio.RunPath) -> Path:
+    """The VQAScore endpoint's answer cache."""
+    return cache_dir(run_dir) / "vqascore.sqlite"
 
 
 def lock_path(run_dir: fsio.RunPath) -> fsio.RunPath:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from synthvlm.config import ScoreConfig
+    from synthvlm.core.fsio import RunPath
 
 SCORERS = {
     "siglip": "synthvlm.score.siglip:SiglipScorer",
@@ -34,9 +35,13 @@ class PairScorer(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, config: Any, *, models_dir: Path, device: str, batch_size: int, workers: int) -> None:
+    def __init__(
+        self, config: Any, *, run_dir: RunPath, models_dir: Path, device: str, batch_size: int, workers: int
+    ) -> None:
         self.config = config
         """The scorer's own section of `score.scorers`."""
+        self.run_dir = run_dir
+        """The run directory (`core.layout` names the caches a scorer may keep there)."""
         self.models_dir = models_dir
         """Where `builtin:` models are built (`models.registry`)."""
         self.device = device
@@ -59,7 +64,7 @@ def scorer_class(name: str) -> type[PairScorer]:
     return getattr(importlib.import_module(module), cls)
 
 
-def scorers_for(score: ScoreConfig, *, models_dir: Path) -> list[PairScorer]:
+def scorers_for(score: ScoreConfig, *, run_dir: RunPath, models_dir: Path) -> list[PairScorer]:
     """The enabled scorers of a config, each built once per worker process (`models.registry.cached`)."""
     import torch
 
@@ -73,6 +78,7 @@ def scorers_for(score: ScoreConfig, *, models_dir: Path) -> list[PairScorer]:
         def build(name: str = name, config: Any = config) -> PairScorer:
             return scorer_class(name)(
                 config,
+                run_dir=run_dir,
                 models_dir=models_dir,
                 device=resolve_device(score.device),
                 batch_size=score.batch_size,
@@ -80,6 +86,7 @@ def scorers_for(score: ScoreConfig, *, models_dir: Path) -> list[PairScorer]:
             )
 
         key = (
+            str(run_dir),
             config.model_dump_json(),
             score.device,
             score.batch_size,
