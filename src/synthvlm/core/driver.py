@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from synthvlm.core import fsio, layout
+from synthvlm.core import checkpoint, fsio, interrupt, layout
 from synthvlm.core.errors import UserError
 from synthvlm.core.stage import Stage, Task, TaskStats
 
@@ -42,6 +42,7 @@ def execute_task(stage: Stage, task: Task) -> TaskStats | None:
     with fsio.recording_writes() as written:
         stats = stage.run_task(task)
     commit(stage, task, stats, written)
+    interrupt.checkpoint()
     return stats
 
 
@@ -51,11 +52,14 @@ def commit(stage: Stage, task: Task, stats: TaskStats, written: fsio.Written) ->
     dropped = sum(stats.dropped.values())
     assert stats.n_in == stats.kept + dropped, f"{stage.name} {task.name}: in != kept + dropped ({stats})"
     root = fsio.absolute(stage.run_dir).rstrip("/") + "/"
+    parts = fsio.absolute(stage.layout.parts_dir(task.name)).removeprefix(root) + "/"
     files = {
-        path.removeprefix(root): {"bytes": size, "sha256": digest}
-        for path, (size, digest) in sorted(written.items())
+        rel: {"bytes": size, "sha256": digest}
+        for rel, (size, digest) in sorted((p.removeprefix(root), v) for p, v in written.items())
+        if not rel.startswith(parts)  # the task's checkpoints, deleted below
     }
     fsio.write_json(stage.layout.done(task.name), {**stats.to_json(), "files": files})
+    fsio.remove_tree(stage.layout.parts_dir(task.name))
 
 
 def completed(stage: Stage, phase: str) -> set[int]:
@@ -151,6 +155,7 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
         for path in external:
             fsio.remove_tree(path)
     fsio.remove_stale_temps(out.root)  # left by a killed worker; never part of any output
+    checkpoint.remove_finished(out)
     if out.complete.exists():
         return funnel(stage.run_dir, stage.name)
     for phase in stage.phases():

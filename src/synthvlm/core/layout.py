@@ -134,6 +134,20 @@ class StageDir:
     def rejected_files(self) -> list[fsio.RunPath]:
         return sorted((self.root / "rejected").glob("*.parquet"))
 
+    # -- checkpoints within a task --------------------------------------------------------------------
+    def parts_dir(self, task: str) -> fsio.RunPath:
+        """The committed batches of a task still running: what a rerun resumes from. Removed once the
+        task's completion record is written."""
+        return self.root / "parts" / task
+
+    def part(self, task: str, index: int, kind: str, suffix: str = ".parquet") -> fsio.RunPath:
+        """File `kind` of batch `index` of a task (`parts/generate-00002/part-00007.rows.parquet`)."""
+        return self.parts_dir(task) / f"{shard_name(index, '')}.{kind}{suffix}"
+
+    def parts(self, task: str, kind: str, suffix: str = ".parquet") -> list[fsio.RunPath]:
+        """The files `kind` of a task's committed batches, in batch order."""
+        return shard_files(self.parts_dir(task), f".{kind}{suffix}")
+
     # -- outputs --------------------------------------------------------------------------------------
     def shard(self, index: int, folder: str = "data") -> fsio.RunPath:
         """Output shard `index` of a table folder (`data` is the stage's output; curate keeps one folder
@@ -151,6 +165,13 @@ class StageDir:
     def image_shard_ref(self, index: int) -> str:
         """The same tar relative to the run directory, as the candidate rows store it."""
         return f"{self.name}/images/{shard_name(index, '.tar')}"
+
+    def embeddings(self, index: int) -> fsio.RunPath:
+        """Score's CLIP embeddings of the candidates of shard `index` (the EMBEDDINGS schema)."""
+        return self.shard(index, "embeddings")
+
+    def embedding_shards(self) -> list[fsio.RunPath]:
+        return self.shards("embeddings")
 
     def timing(self, index: int) -> fsio.RunPath:
         """Model-seconds per image of shard `index` (kept out of the deterministic tables)."""

@@ -160,16 +160,15 @@ EMBEDDING_DTYPE = pa.float16()
 """Stored embeddings are float16: half the bytes, and cosines within 1e-3 of float32's."""
 
 
-def embeddings_schema(dim: int) -> pa.Schema:
-    """Score's side table: each candidate's L2-normalised CLIP image and text embeddings, by key."""
-    vector = pa.list_(EMBEDDING_DTYPE, dim)
-    return pa.schema(
-        [
-            pa.field("key", pa.string(), nullable=False),
-            pa.field("image_emb", vector, nullable=False),
-            pa.field("text_emb", vector, nullable=False),
-        ]
-    )
+EMBEDDINGS = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("image_emb", pa.list_(EMBEDDING_DTYPE), nullable=False),
+        pa.field("text_emb", pa.list_(EMBEDDING_DTYPE), nullable=False),
+    ]
+)
+"""Score's side table: each scored candidate's L2-normalised CLIP image and text embeddings, by key, in the
+order of the score shard (the vectors' length is the CLIP model's projection size)."""
 
 
 EXPORT_PARQUET_FEATURES = {

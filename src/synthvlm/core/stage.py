@@ -113,9 +113,14 @@ class Stage(ABC):
 
     def write_rejected(self, task: Task, rows: list[dict[str, Any]]) -> None:
         """Write the rejected rows of a task (always, even when empty, so shards line up)."""
-        full = [{**dict.fromkeys(schema.REJECTED.names), "stage": self.name, **row} for row in rows]
-        self.write_rejected_table(task, pa.Table.from_pylist(full, schema=schema.REJECTED))
+        self.write_rejected_table(task, rejected_table(self.name, rows))
 
     def write_rejected_table(self, task: Task, table: pa.Table) -> None:
         """Write a task's rejected rows already built as a REJECTED table."""
         fsio.write_table(self.layout.rejected(task.name), table)
+
+
+def rejected_table(stage: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rejected rows (`id`, `reason`, and any other REJECTED columns) of a stage as a REJECTED table."""
+    full = [{**dict.fromkeys(schema.REJECTED.names), "stage": stage, **row} for row in rows]
+    return pa.Table.from_pylist(full, schema=schema.REJECTED)

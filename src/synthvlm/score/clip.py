@@ -64,12 +64,21 @@ class ClipScorer:
 
     def cosines(self, images: Sequence[Image.Image], captions: Sequence[str]) -> np.ndarray:
         """Raw cosine(image, prefix + caption) per pair (float64); text past the model's length is cut."""
+        return self.embed(images, captions)[0]
+
+    def embed(
+        self, images: Sequence[Image.Image], captions: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pair: the cosine, and the L2-normalised image and prefix + caption embeddings (float64)."""
         if len(images) != len(captions):
             raise ValueError(f"Got {len(images)} images but {len(captions)} captions; they must pair up.")
         import torch
 
         model, tokenizer, image_processor = self._load()
+        dim = model.config.projection_dim
         out = np.empty(len(images), dtype=np.float64)
+        image_out = np.empty((len(images), dim), dtype=np.float64)
+        text_out = np.empty((len(images), dim), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 stop = start + self.batch_size
@@ -87,7 +96,9 @@ class ClipScorer:
                 image_emb = torch.nn.functional.normalize(image_emb.double(), dim=-1)
                 text_emb = torch.nn.functional.normalize(text_emb.double(), dim=-1)
                 out[start:stop] = (image_emb * text_emb).sum(dim=-1).cpu().numpy()
-        return out
+                image_out[start:stop] = image_emb.cpu().numpy()
+                text_out[start:stop] = text_emb.cpu().numpy()
+        return out, image_out, text_out
 
     def _pixel_values(self, image_processor: Any, images: Sequence[Image.Image]) -> Any:
         """The processor's pixel_values for `images`, in contiguous chunks on `workers` threads."""

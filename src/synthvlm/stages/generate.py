@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import tarfile
 import time
 from typing import Any
 
 import pyarrow as pa
+from PIL import Image
 
 from synthvlm.core import fsio, schema
+from synthvlm.core.checkpoint import ROWS, TaskParts
 from synthvlm.core.progress import report_rows
 from synthvlm.core.shards import read_range, row_counts
 from synthvlm.core.stage import Stage, Task, TaskStats
-from synthvlm.core.webdataset import TarShardWriter
+from synthvlm.core.webdataset import add_member, encode_samples
+
+_PART = pa.schema([*schema.CANDIDATE, pa.field("seconds", pa.float64(), nullable=False)])
+"""A committed batch: its candidate rows with each image's model-seconds (the timing table's column)."""
 
 
 def _generator(stage: GenerateStage) -> Any:
@@ -78,58 +84,69 @@ class GenerateStage(Stage):
         prov = gen.provenance
         tokens = dict(zip(texts, gen.prompt_tokens(texts), strict=True))
         shard_rel = self.layout.image_shard_ref(task.index)
-        rows: list[dict[str, Any]] = []
-        timing: list[dict[str, Any]] = []
+        parts = TaskParts(self.layout, task.name)
+        batches = [items[b : b + cfg.batch_size] for b in range(0, len(items), cfg.batch_size)]
+        resumed = parts.committed()
+        for b, batch in enumerate(batches):
+            if b < resumed:  # committed by an earlier, interrupted run of this task
+                report_rows(len(batch))
+                continue
+            t0 = time.perf_counter()
+            results = gen.generate(
+                [t for _, t, _ in batch],
+                caption_ids=[c for c, _, _ in batch],
+                candidate_indices=[k for *_, k in batch],
+            )
+            per_image = (time.perf_counter() - t0) / len(batch)
+            rows: list[dict[str, Any]] = []
+            images: list[tuple[str, Image.Image, dict[str, Any]]] = []
+            for (cid, text, k), res in zip(batch, results, strict=True):
+                key = f"{cid}-{k}"
+                n_tokens, truncated = tokens[text]
+                row = {
+                    "key": key,
+                    "caption_id": cid,
+                    "candidate_index": k,
+                    "caption": text,
+                    "seed": res.seed,
+                    "attempts": res.attempts,
+                    "status": res.status,
+                    "reason": res.reason,
+                    "image_shard": shard_rel if res.status == "ok" else None,
+                    "image_name": f"{key}.{cfg.image_format}" if res.status == "ok" else None,
+                    "model_id": prov.model_id,
+                    "model_revision": prov.model_revision,
+                    "refiner_id": prov.refiner_id,
+                    "refiner_revision": prov.refiner_revision,
+                    "scheduler": prov.scheduler,
+                    "steps": cfg.steps,
+                    "guidance": cfg.guidance,
+                    "width": cfg.width,
+                    "height": cfg.height,
+                    "dtype": prov.dtype,
+                    "truncated": truncated,
+                    "prompt_tokens": n_tokens,
+                    "seconds": per_image,
+                }
+                rows.append(row)
+                if res.status == "ok":
+                    meta = {k_: v for k_, v in row.items() if v is not None and k_ != "seconds"}
+                    images.append((key, res.image, meta))
+            parts.write_tar(b, encode_samples(images, fmt=cfg.image_format, quality=cfg.jpeg_quality))
+            parts.commit(b, pa.Table.from_pylist(rows, schema=_PART))
+            report_rows(len(batch))
         with fsio.atomic_path(self.layout.image_shard(task.index)) as tmp:
-            writer = TarShardWriter(tmp, fmt=cfg.image_format, quality=cfg.jpeg_quality)
-            try:
-                for b in range(0, len(items), cfg.batch_size):
-                    batch = items[b : b + cfg.batch_size]
-                    t0 = time.perf_counter()
-                    results = gen.generate(
-                        [t for _, t, _ in batch],
-                        caption_ids=[c for c, _, _ in batch],
-                        candidate_indices=[k for *_, k in batch],
-                    )
-                    per_image = (time.perf_counter() - t0) / len(batch)
-                    for (cid, text, k), res in zip(batch, results, strict=True):
-                        key = f"{cid}-{k}"
-                        n_tokens, truncated = tokens[text]
-                        row = {
-                            "key": key,
-                            "caption_id": cid,
-                            "candidate_index": k,
-                            "caption": text,
-                            "seed": res.seed,
-                            "attempts": res.attempts,
-                            "status": res.status,
-                            "reason": res.reason,
-                            "image_shard": shard_rel if res.status == "ok" else None,
-                            "image_name": f"{key}.{cfg.image_format}" if res.status == "ok" else None,
-                            "model_id": prov.model_id,
-                            "model_revision": prov.model_revision,
-                            "refiner_id": prov.refiner_id,
-                            "refiner_revision": prov.refiner_revision,
-                            "scheduler": prov.scheduler,
-                            "steps": cfg.steps,
-                            "guidance": cfg.guidance,
-                            "width": cfg.width,
-                            "height": cfg.height,
-                            "dtype": prov.dtype,
-                            "truncated": truncated,
-                            "prompt_tokens": n_tokens,
-                        }
-                        rows.append(row)
-                        timing.append({"key": key, "seconds": per_image})
-                        if res.status == "ok":
-                            writer.submit(key, res.image, {k_: v for k_, v in row.items() if v is not None})
-                    report_rows(len(batch))
-            finally:
-                writer.close()
-        fsio.write_table(self.layout.shard(task.index), pa.Table.from_pylist(rows, schema=schema.CANDIDATE))
-        fsio.write_table(
-            self.layout.timing(task.index), pa.Table.from_pylist(timing, schema=schema.TIMING)
-        )
+            with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+                for name, data in parts.tar_members(len(batches)):
+                    add_member(tar, name, data)
+        table = pa.concat_tables(parts.tables(ROWS, len(batches))) if batches else _PART.empty_table()
+        table = table.combine_chunks()
+        candidates = table.drop_columns(["seconds"]).cast(schema.CANDIDATE)
+        fsio.write_table(self.layout.shard(task.index), candidates)
+        timing = table.select(["key", "seconds"]).cast(schema.TIMING)
+        fsio.write_table(self.layout.timing(task.index), timing)
+        columns = ["key", "caption", "candidate_index", "truncated", "attempts", "status", "reason"]
+        rows = table.select(columns).to_pylist()
         failed = [r for r in rows if r["status"] != "ok"]
         self.write_rejected(
             task,
@@ -140,7 +157,7 @@ class GenerateStage(Stage):
         )
         extra = {
             "truncated_captions": sum(1 for r in rows if r["truncated"] and r["candidate_index"] == 0),
-            "model_seconds": sum(t["seconds"] for t in timing),
+            "model_seconds": sum(timing.column("seconds").to_pylist()),
             "regenerated": sum(r["attempts"] - 1 for r in rows),
         }
         return TaskStats(

@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
+from synthvlm.config import ScorersConfig
 from synthvlm.core import fsio, schema
+from synthvlm.core.checkpoint import ROWS, TaskParts
 from synthvlm.core.parallel import map_in_threads
 from synthvlm.core.progress import report_rows
-from synthvlm.core.stage import Stage, Task, TaskStats
+from synthvlm.core.stage import Stage, Task, TaskStats, rejected_table
 from synthvlm.core.webdataset import iter_tar
 
 
@@ -27,9 +29,10 @@ class ScoreStage(Stage):
 
     def settings(self) -> dict[str, Any]:
         score = self.config.score
-        # ssim_data_range is recorded only when it is not the default 255: the scores of a default config
-        # are what they were before the field existed, so its fingerprint must be too.
-        exclude = {"device"} | ({"ssim_data_range"} if score.ssim_data_range == 255 else set())
+        # Fields added after the first release are recorded only when they differ from their defaults: the
+        # scores of a default config are what they were before the fields existed, so its fingerprint is too.
+        later = {"ssim_data_range": 255, "scorers": ScorersConfig(), "embeddings": True}
+        exclude = {"device"} | {k for k, default in later.items() if getattr(score, k) == default}
         return score.model_dump(exclude=exclude)
 
     def phases(self) -> list[str]:
@@ -43,38 +46,67 @@ class ScoreStage(Stage):
         import torch
 
         from synthvlm.score.clip import clip_score, scorer_for
+        from synthvlm.score.pairs import scorers_for
         from synthvlm.score.ssim import paper_ssim_batch
 
         cfg = self.config.score
+        names = cfg.scorers.enabled()
+        table_schema = schema.score_schema(names)
         threads = torch.get_num_threads()
         generate = self.upstream_dir("generate")
         candidates = fsio.read_table(generate.shard(task.index))
         good = candidates.filter(pc.equal(candidates.column("status"), "ok"))
+        todo = good.select(
+            ["key", "caption_id", "candidate_index", "caption", "image_shard", "image_name"]
+        ).to_pylist()
+        parts = TaskParts(self.layout, task.name)
+        resumed = parts.committed()
+        # Every row of `todo` is in one part, scored or rejected, in order: a rerun goes on after them.
+        position = sum(
+            parts.table_rows(i, ROWS) + parts.table_rows(i, "rejected") for i in range(resumed)
+        )
+        report_rows(position)
         tar = generate.image_shard(task.index)
-        wanted = good.column("image_name").to_pylist()
+        wanted = [r["image_name"] for r in todo[position:]]
         blobs: dict[str, bytes] = {}
         if wanted:
             with fsio.local_copy(tar) as local:
                 blobs = dict(iter_tar(local, set(wanted)))
-        rows: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         batch: list[tuple[dict[str, Any], Image.Image]] = []
+        n_parts = resumed
 
         def flush() -> None:
+            nonlocal n_parts
             images = [im for _, im in batch]
+            captions = [r["caption"] for r, _ in batch]
             scorer = scorer_for(cfg, models_dir=self.models_dir)
-            cos = scorer.cosines(images, [r["caption"] for r, _ in batch])
+            cos, image_emb, text_emb = scorer.embed(images, captions)
             clip = clip_score(cos)
             # The worker's CPU budget (torch's thread count: what Ray gives the actor) computes SSIM.
             ssim = paper_ssim_batch(
                 images, size=cfg.ssim_size, low=cfg.ssim_low, data_range=cfg.ssim_data_range, workers=threads
             )
-            for (row, _), c, s in zip(batch, clip, ssim, strict=True):
-                rows.append(
-                    {**row, "clip": float(c), "ssim": float(s), "weighted": float(c + cfg.ssim_weight * s)}
-                )
-            report_rows(len(batch))
+            columns = {
+                "clip": clip,
+                "ssim": np.asarray(ssim, dtype=np.float64),
+                "weighted": clip + cfg.ssim_weight * np.asarray(ssim, dtype=np.float64),
+            }
+            for extra in scorers_for(cfg, run_dir=self.run_dir, models_dir=self.models_dir):
+                columns.update(extra.score(images, captions))
+            rows = [
+                {**row, **{name: values[i].item() for name, values in columns.items()}}
+                for i, (row, _) in enumerate(batch)
+            ]
+            if cfg.embeddings:
+                keys = [r["key"] for r, _ in batch]
+                parts.write_table(n_parts, "embeddings", _embeddings(keys, image_emb, text_emb))
+            parts.write_table(n_parts, "rejected", rejected_table(self.name, rejected))
+            report_rows(len(batch) + len(rejected))
+            rejected.clear()
             batch.clear()
+            parts.commit(n_parts, pa.Table.from_pylist(rows, schema=table_schema))
+            n_parts += 1
 
         def decode(row: dict[str, Any]) -> Image.Image | Exception:
             data = blobs.get(row["image_name"])
@@ -85,12 +117,9 @@ class ScoreStage(Stage):
             except (ValueError, OSError) as exc:
                 return exc
 
-        todo = good.select(
-            ["key", "caption_id", "candidate_index", "caption", "image_shard", "image_name"]
-        ).to_pylist()
         # Images are decoded a batch-sized window at a time on the worker's threads and consumed in order,
         # so batches hold the same images as a one-by-one decode would give them.
-        for start in range(0, len(todo), cfg.batch_size):
+        for start in range(position, len(todo), cfg.batch_size):
             window = todo[start : start + cfg.batch_size]
             for row, image in zip(window, map_in_threads(decode, window, threads), strict=True):
                 if isinstance(image, Exception):
@@ -108,12 +137,43 @@ class ScoreStage(Stage):
                     flush()
         if batch:
             flush()
-        fsio.write_table(self.layout.shard(task.index), pa.Table.from_pylist(rows, schema=schema.SCORE))
-        self.write_rejected(task, rejected)
+        scored = _concat(parts.tables(ROWS, n_parts), table_schema)
+        dropped = _concat(parts.tables("rejected", n_parts), schema.REJECTED)
+        if rejected:  # unreadable images after the last batch
+            dropped = _concat([dropped, rejected_table(self.name, rejected)], schema.REJECTED)
+        fsio.write_table(self.layout.shard(task.index), scored)
+        if cfg.embeddings:
+            vectors = _concat(parts.tables("embeddings", n_parts), schema.EMBEDDINGS)
+            fsio.write_table(self.layout.embeddings(task.index), vectors)
+        self.write_rejected_table(task, dropped)
         stats_extra = {
-            "clip_sum": float(np.sum([r["clip"] for r in rows])),
-            "ssim_sum": float(np.sum([r["ssim"] for r in rows])),
+            "clip_sum": float(np.sum(scored.column("clip").to_numpy())),
+            "ssim_sum": float(np.sum(scored.column("ssim").to_numpy())),
         }
+        n_rejected = dropped.num_rows
         return TaskStats(
-            good.num_rows, len(rows), {"unreadable_image": len(rejected)} if rejected else {}, stats_extra
+            good.num_rows,
+            scored.num_rows,
+            {"unreadable_image": n_rejected} if n_rejected else {},
+            stats_extra,
         )
+
+
+def _concat(tables: list[pa.Table], table_schema: pa.Schema) -> pa.Table:
+    """The parts' tables as one (contiguous, so it writes as a single table would)."""
+    if not tables:
+        return table_schema.empty_table()
+    return pa.concat_tables(tables).combine_chunks().cast(table_schema)
+
+
+def _embeddings(keys: list[str], image_emb: np.ndarray, text_emb: np.ndarray) -> pa.Table:
+    """The side table rows of one batch: float16 vectors by key."""
+
+    def vectors(emb: np.ndarray) -> pa.Array:
+        flat = pa.array(emb.astype(np.float16).ravel(), type=schema.EMBEDDING_DTYPE)
+        offsets = np.arange(0, len(flat) + 1, max(emb.shape[1], 1), dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), flat)
+
+    return pa.table(
+        [pa.array(keys, pa.string()), vectors(image_emb), vectors(text_emb)], schema=schema.EMBEDDINGS
+    )

@@ -74,7 +74,11 @@ class SelectStage(Stage):
     unit = "candidates"
 
     def settings(self) -> dict[str, Any]:
-        return self.config.select.model_dump()
+        select = self.config.select
+        # The balanced strategy's settings are recorded only when it is used: a top-K run's fingerprint is
+        # what it was before the strategy existed.
+        exclude = {"strategy", "balanced"} if select.strategy == "top" else set()
+        return select.model_dump(exclude=exclude)
 
     def phases(self) -> list[str]:
         return ["select"]
