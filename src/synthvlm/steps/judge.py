@@ -11,13 +11,8 @@ whose *name* is configured; its value is passed to the client only, never logged
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import sqlite3
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +23,7 @@ import pyarrow as pa
 from synthvlm.config import CurateConfig, JudgeConfig
 from synthvlm.core import fsio, layout
 from synthvlm.core.devices import resolve_device
+from synthvlm.core.endpoint import ChatEndpoint, EndpointError, ResponseCache
 from synthvlm.core.errors import UserError, loading_model
 from synthvlm.models import registry
 from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
@@ -71,45 +67,8 @@ def parse_verdict(answer: str) -> bool | None:
     return None
 
 
-class JudgeError(RuntimeError):
-    """A judge request failed after every retry; answers received so far stay cached for the rerun."""
-
-
-class ResponseCache:
-    """Persistent answers: key -> raw answer text, committed one by one (SQLite, safe across processes)."""
-
-    def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
-        self._db.commit()
-
-    @staticmethod
-    def key(model_key: str, template_digest: str, caption: str) -> str:
-        """Cache key of one question: sha256 of (backend model, template hash, caption)."""
-        return hashlib.sha256(json.dumps([model_key, template_digest, caption]).encode("utf-8")).hexdigest()
-
-    def get(self, keys: Sequence[str]) -> dict[str, str]:
-        """The cached answers among these keys."""
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                self._db.execute(f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk).fetchall()
-            )
-        return found
-
-    def put(self, key: str, answer: str) -> None:
-        """Store one answer durably before anything else happens."""
-        self._db.execute("INSERT OR REPLACE INTO answers (key, answer) VALUES (?, ?)", (key, answer))
-        self._db.commit()
-
-    def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-
-    def close(self) -> None:
-        self._db.close()
+JudgeError = EndpointError
+"""A judge request failed after every retry; answers received so far stay cached for the rerun."""
 
 
 class Backend(ABC):
@@ -139,76 +98,26 @@ class OpenAIBackend(Backend):
     ) -> None:
         self.model = model
         self.model_key = f"openai:{model}"
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff = backoff
         self.max_new_tokens = max_new_tokens
-        self._client: Any = None
-
-    def _load(self) -> Any:
-        if self._client is None:
-            try:
-                import openai
-            except ImportError:
-                raise ImportError(
-                    "the OpenAI-compatible judge needs openai: pip install 'synthvlm[curate]'"
-                ) from None
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                raise JudgeError(
-                    f"environment variable {self.api_key_env} is not set; set it to the endpoint's API key "
-                    "(any non-empty value for a server without authentication)"
-                )
-            # Retries are ours (backoff, which errors count), so the client's own are off.
-            self._client = openai.OpenAI(
-                base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=0
-            )
-        return self._client
-
-    def _ask_one(self, prompt: str) -> str:
-        import openai
-
-        client = self._load()
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                reply = client.chat.completions.create(
-                    model=self.model,
-                    messages=[{"role": "user", "content": prompt}],
-                    temperature=0,
-                    max_tokens=self.max_new_tokens,
-                )
-                return reply.choices[0].message.content or ""
-            except (
-                openai.APITimeoutError,
-                openai.APIConnectionError,
-                openai.InternalServerError,
-                openai.RateLimitError,
-            ) as exc:
-                last = exc
-            except openai.APIStatusError as exc:  # 4xx other than 429: retrying cannot help
-                raise JudgeError(f"judge endpoint refused the request: HTTP {exc.status_code}") from None
-        raise JudgeError(
-            f"judge endpoint failed {self.max_retries + 1} times ({type(last).__name__}); "
-            "rerun to resume: answers received so far are cached"
+        self.endpoint = ChatEndpoint(
+            model,
+            label="judge",
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
         )
 
+    def _ask_one(self, prompt: str) -> str:
+        reply = self.endpoint.create(
+            messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=self.max_new_tokens
+        )
+        return reply.choices[0].message.content or ""
+
     def ask(self, prompts: Sequence[str], on_answer: Callable[[int, str], None]) -> None:
-        self._load()
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {pool.submit(self._ask_one, p): i for i, p in enumerate(prompts)}
-            try:
-                for future in as_completed(futures):
-                    on_answer(futures[future], future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        self.endpoint.map(self._ask_one, prompts, on_answer)
 
 
 class TransformersBackend(Backend):

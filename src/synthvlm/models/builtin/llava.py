@@ -86,3 +86,129 @@ def build_tiny_llava(path: str | Path) -> Path:
         (tmp / _DONE).write_text(json.dumps({"vision": "vision", "llm": "llm"}) + "\n", encoding="utf-8")
 
     return build_once(path, write, marker=_DONE)
+
+
+# llava-hf/llava-1.5's chat template, text parts only: "USER: <image>\n{text} ASSISTANT:".
+LLAVA_HF_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'].upper() + ': ' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}"
+    "{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+# Whole-word tokens for the answers VQAScore asks about, so "Yes" is one token as in real vocabularies.
+ANSWERS = ("Yes", "No")
+_ANSWER_MERGES = (("Y", "e"), ("Ye", "s"), ("N", "o"))
+_HF_DONE = "tiny_llava_hf.json"
+
+
+def _answer_tokenizer():  # -> transformers.PreTrainedTokenizerFast
+    """The byte tokenizer plus merges that make "Yes" and "No" single tokens (ids after the byte tokens)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
+    merged = ["".join(pair) for pair in _ANSWER_MERGES]
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *byte_chars, *merged])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=list(_ANSWER_MERGES), unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        model_max_length=LM_DIMS["max_positions"],
+        padding_side="right",
+    )
+
+
+def _answering(model, tokenizer):  # LlavaForConditionalGeneration -> the same, eval mode
+    """`model` with every output row but the answers' scaled by 0.1 (see `build_tiny_llava_hf`)."""
+    import torch
+
+    answers = tokenizer.convert_tokens_to_ids(list(ANSWERS))
+    with torch.no_grad():
+        weight = model.lm_head.weight
+        kept = weight[answers].clone()
+        weight.mul_(0.1)
+        weight[answers] = kept
+    return model.eval()
+
+
+def build_tiny_llava_hf(path: str | Path) -> Path:
+    """Build (once) a tiny llava-hf-style folder: LlavaForConditionalGeneration + LlavaProcessor, loadable by
+    `AutoProcessor` and `AutoModelForImageTextToText` like llava-hf/llava-1.5-7b-hf.
+
+    The weights are drawn wider than the default init so that the image and the text move the last hidden
+    state, and the output rows of all tokens but "Yes" and "No" are shrunk tenfold: the model then mostly
+    answers yes or no, with a probability of "Yes" that differs visibly between image-caption pairs.
+    """
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    def write(tmp: Path) -> None:
+        tokenizer = _answer_tokenizer()
+        d, v = LM_DIMS, VISION_DIMS
+        vision = CLIPVisionConfig(
+            hidden_size=v["hidden"],
+            intermediate_size=v["intermediate"],
+            num_hidden_layers=v["layers"],
+            num_attention_heads=v["heads"],
+            image_size=v["image"],
+            patch_size=v["patch"],
+        )
+        text = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=d["hidden"],
+            intermediate_size=d["intermediate"],
+            num_hidden_layers=d["layers"],
+            num_attention_heads=d["heads"],
+            num_key_value_heads=d["heads"],
+            max_position_embeddings=d["max_positions"],
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            initializer_range=0.5,
+            tie_word_embeddings=False,
+        )
+        config = LlavaConfig(
+            vision_config=vision.to_dict(),
+            text_config=text.to_dict(),
+            image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+            projector_hidden_act="gelu",
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+            image_seq_length=(v["image"] // v["patch"]) ** 2,
+            tie_word_embeddings=False,
+        )
+        seeded(lambda: _answering(LlavaForConditionalGeneration(config), tokenizer)).save_pretrained(tmp)
+        size = v["image"]
+        image_processor = CLIPImageProcessorPil(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+        )
+        LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=v["patch"],
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,  # CLIP's CLS token
+            chat_template=LLAVA_HF_CHAT_TEMPLATE,
+            image_token=IMAGE_TOKEN,
+        ).save_pretrained(tmp)
+        (tmp / _HF_DONE).write_text(json.dumps({"format": "llava-hf"}) + "\n", encoding="utf-8")
+
+    return build_once(path, write, marker=_HF_DONE)
