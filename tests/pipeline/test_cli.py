@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import re
 import subprocess
 from pathlib import Path
@@ -345,7 +347,8 @@ def test_a_run_that_is_a_file_is_one_line_for_every_command(tmp_path, monkeypatc
     )
 
 
-def test_ctrl_c_keeps_finished_shards_and_prints_the_resume_command(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_finishes_the_task_in_flight_and_prints_the_resume_command(tmp_path, monkeypatch, capsys):
+    from synthvlm.core import interrupt
     from synthvlm.executors import local
 
     run = str(tmp_path / "run")
@@ -353,20 +356,23 @@ def test_ctrl_c_keeps_finished_shards_and_prints_the_resume_command(tmp_path, mo
     ran = []
     real = local.execute_task
 
-    def interrupted_on_the_second_task(stage, task):
+    def ctrl_c_during_the_second_task(stage, task):
         if ran:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # a real signal, through the handler the CLI installs
         ran.append(task.name)
         return real(stage, task)
 
-    monkeypatch.setattr(local, "execute_task", interrupted_on_the_second_task)
+    monkeypatch.setattr(local, "execute_task", ctrl_c_during_the_second_task)
     assert _main(monkeypatch, capsys, "ingest", captions, "--run", run, "--shard-rows", "1", "-q")[0] == 0
+    ran.clear()
     assert _main(monkeypatch, capsys, "curate", "--run", run, "--from", "curate", "-q") == (
         130,
         "",
-        f"interrupted: {run} keeps ingest (complete), curate (1/3 shards); "
+        "SIGINT: stopping after the batch in flight (at most 30 s; send it again to stop now)\n"
+        f"interrupted: {run} keeps ingest (complete), curate (2/3 shards); "
         f"resume with: synthvlm curate --run {run} -q\n",
     )
+    assert ran == ["filter-00000", "filter-00001"]  # the second finished and was committed: nothing lost
     monkeypatch.setattr(local, "execute_task", real)
     assert _main(monkeypatch, capsys, "curate", "--run", run, "-q") == (
         0,
@@ -376,15 +382,24 @@ def test_ctrl_c_keeps_finished_shards_and_prints_the_resume_command(tmp_path, mo
 
     fresh = str(tmp_path / "fresh")
 
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
+    def sigterm_before_any_work(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        interrupt.checkpoint()
 
-    monkeypatch.setattr("synthvlm.pipeline.run", interrupt)
+    monkeypatch.setattr("synthvlm.pipeline.run", sigterm_before_any_work)
+    monkeypatch.setenv("SYNTHVLM_STOP_GRACE", "5")
     assert _main(monkeypatch, capsys, "ingest", captions, "--run", fresh) == (
-        130,
+        143,
         "",
+        "SIGTERM: stopping after the batch in flight (at most 5 s; send it again to stop now)\n"
         f"interrupted: nothing was kept in {fresh} yet; "
         f"resume with: synthvlm ingest {captions} --run {fresh}\n",
+    )
+    monkeypatch.setenv("SYNTHVLM_STOP_GRACE", "soon")
+    assert _main(monkeypatch, capsys, "ingest", captions, "--run", fresh) == (
+        2,
+        "",
+        "error: $SYNTHVLM_STOP_GRACE must be a number of seconds above 0, got 'soon'\n",
     )
 
 

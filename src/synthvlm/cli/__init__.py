@@ -25,7 +25,7 @@ from synthvlm.config import (
     ScoreConfig,
     load_config,
 )
-from synthvlm.core import fsio
+from synthvlm.core import fsio, interrupt
 from synthvlm.core.errors import ShardFailedError, UserError
 from synthvlm.core.progress import INTERVAL_ENV, interval, run_progress
 from synthvlm.plan import ANCHORS
@@ -154,21 +154,27 @@ def _run_stages(
     config = config.updated("ray", address=address)
     if not quiet:
         interval()  # a bad $SYNTHVLM_PROGRESS_INTERVAL is refused before any work
+    grace = interrupt.grace_seconds()
+
+    def say(line: str) -> None:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
     try:
-        with run_progress(stages if stages is not None else pipeline.default_stages(config)):
-            results = pipeline.run(
-                run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet
-            )
-    except KeyboardInterrupt:
-        err.print(_interrupted(run), markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        with interrupt.graceful_stop(grace=grace, say=say):
+            with run_progress(stages if stages is not None else pipeline.default_stages(config)):
+                results = pipeline.run(
+                    run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet
+                )
+    except interrupt.StopRequested as stop:
+        say(_interrupted(run))
+        raise typer.Exit(stop.exit_code) from None
     for name, f in results.items():
         dropped = ", ".join(f"{r}={n}" for r, n in f["dropped"].items()) or "none"
         out.print(f"{name}: in {f['in']}, kept {f['kept']}, dropped {dropped}")
 
 
 def _interrupted(run: str) -> str:
-    """What Ctrl-C leaves: each stage's committed shards (they stay) and the command that goes on from them.
+    """What a stop leaves: each stage's committed shards (they stay) and the command that goes on from them.
 
     That command is the one given, less `--from`: the stages it reset are already reset.
     """

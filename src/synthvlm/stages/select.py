@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthvlm.core import fsio, schema
+from synthvlm.core.errors import UserError
 from synthvlm.core.stage import Stage, Task, TaskStats
 
 
@@ -88,20 +89,43 @@ class SelectStage(Stage):
 
     def run_task(self, task: Task) -> TaskStats:
         cfg = self.config.select
+        names = self.config.score.scorers.enabled()
         files = self.upstream_dir("score").shards()
-        cols = ["key", "caption_id", "candidate_index", cfg.key]
+        weights = key_weights(cfg.key)
+        safety = ["nsfw"] if "nsfw" in names else []
+        cols = ["key", "caption_id", "candidate_index", *weights, *safety]
         light = (
             pa.concat_tables([fsio.read_table(f, columns=cols) for f in files])
             if files
-            else schema.SCORE.empty_table().select(cols)
+            else schema.score_schema(names).empty_table().select(cols)
         )
-        ranked = rank_candidates(
-            light.select(["caption_id", "candidate_index", cfg.key]), key=cfg.key, best_of_n=cfg.best_of_n
+        value = key_values(light, cfg.key)
+        keyed = pa.table(
+            {
+                "caption_id": light.column("caption_id"),
+                "candidate_index": light.column("candidate_index"),
+                "value": pa.array(value, pa.float64()),
+            }
         )
-        values = light.column(cfg.key).to_numpy()[ranked]
-        k = cut(len(ranked), values, top_k=cfg.top_k, fraction=cfg.fraction, threshold=cfg.threshold)
-        chosen = ranked[:k]
-        cutoff = float(values[k - 1]) if k else float("nan")
+        # Reason per input row: 0 selected, then the REASONS below (index + 1).
+        reasons = np.full(light.num_rows, 1 + REASONS.index("not_best_of_n"), dtype=np.int8)
+        eligible = np.ones(light.num_rows, dtype=bool)
+        if safety:
+            eligible = ~light.column("nsfw").to_numpy(zero_copy_only=False)
+            reasons[~eligible] = 1 + REASONS.index("unsafe")
+        pool = np.flatnonzero(eligible)
+        ranked = pool[rank_candidates(keyed.take(pool), key="value", best_of_n=cfg.best_of_n)]
+        reasons[ranked] = 1 + REASONS.index("not_selected")
+        if cfg.strategy == "balanced":
+            chosen = self._balanced(ranked, value, reasons)
+        else:
+            k = cut(
+                len(ranked), value[ranked], top_k=cfg.top_k, fraction=cfg.fraction, threshold=cfg.threshold
+            )
+            chosen = ranked[:k]
+        reasons[chosen] = 0
+        k = len(chosen)
+        cutoff = float(value[chosen[-1]]) if k else float("nan")
 
         # Gather full rows of the chosen candidates shard by shard, then put them in rank order.
         rank_of = np.full(light.num_rows, -1, dtype=np.int64)
@@ -117,22 +141,18 @@ class SelectStage(Stage):
         selected = (
             pa.concat_tables(pieces)
             if pieces
-            else schema.SCORE.empty_table().append_column("rank", pa.array([], pa.int64()))
+            else schema.score_schema(names).empty_table().append_column("rank", pa.array([], pa.int64()))
         )
         selected = selected.take(pc.sort_indices(selected, sort_keys=[("rank", "ascending")]))
         selected = selected.append_column(
             "cutoff", pa.array(np.full(selected.num_rows, cutoff), type=pa.float64())
         )
-        fsio.write_table(self.layout.shard(0), selected.cast(schema.SELECTION))
+        fsio.write_table(self.layout.shard(0), selected.cast(schema.selection_schema(names)))
 
-        # Reason per input row: 0 selected, 1 not_selected, 2 not_best_of_n.
-        reasons = np.full(light.num_rows, 2, dtype=np.int8)
-        reasons[ranked] = 1
-        reasons[chosen] = 0
         mask = pa.array(reasons != 0)
         n_rejected = int(np.count_nonzero(reasons))
         reason = pa.DictionaryArray.from_arrays(
-            pa.array(reasons[reasons != 0] - 1, pa.int8()), pa.array(["not_selected", "not_best_of_n"])
+            pa.array(reasons[reasons != 0] - 1, pa.int8()), pa.array(REASONS)
         ).cast(pa.string())
         columns = {
             "id": light.column("key").filter(mask),
@@ -140,14 +160,82 @@ class SelectStage(Stage):
                 pa.array(np.zeros(n_rejected, np.int8)), pa.array([self.name])
             ).cast(pa.string()),
             "reason": reason,
-            "value": light.column(cfg.key).filter(mask),
+            "value": pa.array(value, pa.float64()).filter(mask),
         }
         rejected = pa.table(
             [columns.get(f.name, pa.nulls(n_rejected, f.type)) for f in schema.REJECTED],
             schema=schema.REJECTED,
         )
         self.write_rejected_table(task, rejected)
-        dropped = {"not_best_of_n": light.num_rows - len(ranked), "not_selected": len(ranked) - k}
-        return TaskStats(
-            light.num_rows, k, {r: n for r, n in dropped.items() if n}, {"cutoff": cutoff if k else 0.0}
+        counts = np.bincount(reasons, minlength=len(REASONS) + 1)
+        dropped = {r: int(counts[i + 1]) for i, r in enumerate(REASONS) if counts[i + 1]}
+        return TaskStats(light.num_rows, k, dropped, {"cutoff": cutoff if k else 0.0})
+
+    def _cut(self, ranked_values: np.ndarray) -> int:
+        """How many of the ranked rows the configured cut keeps."""
+        cfg = self.config.select
+        return cut(
+            len(ranked_values), ranked_values, top_k=cfg.top_k, fraction=cfg.fraction, threshold=cfg.threshold
         )
+
+    def _balanced(self, ranked: np.ndarray, value: np.ndarray, reasons: np.ndarray) -> np.ndarray:
+        """The balanced strategy over the ranked rows; marks its drops in `reasons`, returns the chosen rows
+        in rank order."""
+        from synthvlm.select.balanced import cluster, near_duplicates, quota_fill
+
+        balanced = self.config.select.balanced
+        image_emb = self._image_embeddings()
+        labels = np.zeros(len(image_emb), dtype=np.int32)
+        labels[ranked] = cluster(
+            image_emb[ranked],
+            clusters=balanced.clusters,
+            iterations=balanced.iterations,
+            seed=self.config.seed,
+        )
+        duplicate = near_duplicates(image_emb, ranked, labels, epsilon=balanced.epsilon)
+        reasons[duplicate] = 1 + REASONS.index("near_duplicate_image")
+        kept = ranked[~duplicate[ranked]]
+        k = self._cut(value[kept])
+        chosen = kept[quota_fill(labels[kept], k)]
+        # The rows the cap displaced: a plain top-K of `kept` would have taken them.
+        displaced = np.setdiff1d(kept[:k], chosen, assume_unique=True)
+        reasons[displaced] = 1 + REASONS.index("cluster_quota")
+        return chosen
+
+    def _image_embeddings(self) -> np.ndarray:
+        """Every score row's image embedding (float16), in score shard order."""
+        score = self.upstream_dir("score")
+        files = score.embedding_shards()
+        if not self.config.score.embeddings or len(files) != len(score.shards()):
+            raise UserError(
+                "select.strategy balanced needs the CLIP embeddings the score stage keeps: set "
+                f"score.embeddings: true and rerun with --from score (run {self.run_dir})"
+            )
+        if not files:
+            return np.zeros((0, 0), dtype=np.float16)
+        column = pa.concat_tables([fsio.read_table(f, columns=["image_emb"]) for f in files]).column(
+            "image_emb"
+        )
+        flat = column.combine_chunks()
+        dim = len(flat[0]) if len(flat) else 0
+        return flat.flatten().to_numpy(zero_copy_only=False).reshape(len(flat), dim)
+
+
+REASONS = ("not_selected", "not_best_of_n", "unsafe", "near_duplicate_image", "cluster_quota")
+"""Why select leaves a row out (docs/metrics.md): below the cut, a better candidate of the same caption,
+flagged by the safety checker, a near-duplicate of a better-ranked image, or displaced by a cluster's cap."""
+
+
+def key_weights(key: str | dict[str, float]) -> dict[str, float]:
+    """A ranking key as column weights: a column name is weight 1 on it."""
+    return {key: 1.0} if isinstance(key, str) else dict(key)
+
+
+def key_values(table: pa.Table, key: str | dict[str, float]) -> np.ndarray:
+    """The ranking key per row: the column itself, or sum(weight * column) in the key's order."""
+    if isinstance(key, str):
+        return table.column(key).to_numpy().astype(np.float64)
+    value = np.zeros(table.num_rows, dtype=np.float64)
+    for name, weight in key.items():
+        value = value + weight * table.column(name).to_numpy()
+    return value
