@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+import bench_balanced
 import bench_clip
 import bench_generate
 import bench_ray
@@ -19,6 +20,7 @@ BENCHES = {
     "clip": bench_clip,
     "generate": bench_generate,
     "select": bench_select,
+    "balanced": bench_balanced,
     "ray": bench_ray,
     "curate": curate_vs_datajuicer,  # builds, checks Data-Juicer's venv (bench/datajuicer-requirements.txt)
 }

@@ -1,0 +1,1 @@
+"""Selection strategies beyond a plain top-K: pure functions on NumPy arrays, composed by the select stage."""
