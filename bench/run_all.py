@@ -8,8 +8,10 @@ import time
 
 import bench_balanced
 import bench_clip
+import bench_gap
 import bench_generate
 import bench_ray
+import bench_scorers
 import bench_select
 import bench_ssim
 import curate_vs_datajuicer
@@ -18,9 +20,11 @@ from common import describe, table
 BENCHES = {
     "ssim": bench_ssim,
     "clip": bench_clip,
+    "scorers": bench_scorers,
     "generate": bench_generate,
     "select": bench_select,
     "balanced": bench_balanced,
+    "gap": bench_gap,
     "ray": bench_ray,
     "curate": curate_vs_datajuicer,  # builds, checks Data-Juicer's venv (bench/datajuicer-requirements.txt)
 }

@@ -56,7 +56,7 @@ class VqaScorer(PairScorer):
                 self._backend = _Endpoint(self.config, cache=layout.vqascore_cache(self.run_dir))
             else:
                 self._backend = _LocalModel(self.config, models_dir=self.models_dir, device=self.device)
-        rgb = [image.convert("RGB") for image in images]
+        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
         try:
             return {COLUMN: self._backend.probabilities(rgb, captions, workers=self.workers)}
         except EndpointError as exc:
