@@ -155,12 +155,43 @@ def test_only_the_given_stages_are_checked(tmp_path, hub):
     ]
 
 
+def test_pair_scorer_models_are_checked_with_their_builtin_stand_ins(tmp_path, hub):
+    config = _config(
+        {
+            "score": {
+                "clip_model": "builtin:tiny-clip",
+                "scorers": {"siglip": {}, "pickscore": {}, "vqascore": {}, "nsfw": {}},
+            },
+            "select": {"strategy": "balanced"},
+        }
+    )
+    expected = [
+        ("score.scorers.siglip.model", "google/siglip-so400m-patch14-384", "tiny-siglip"),
+        ("score.scorers.pickscore.model", "yuvalkirstain/PickScore_v1", "tiny-clip"),
+        ("score.scorers.pickscore.processor", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "tiny-clip"),
+        ("score.scorers.vqascore.model", "llava-hf/llava-1.5-7b-hf", "tiny-llava-hf"),
+        ("score.scorers.nsfw.model", "CompVis/stable-diffusion-safety-checker", "tiny-safety-checker"),
+    ]
+    assert _problems(config, ["score", "select"], tmp_path) == [
+        _miss(field, name, hub, f"`hf download {name}`, or {_try(field, tiny)}")
+        for field, name, tiny in expected
+    ]
+    demo = load_config(REPO / "configs" / "demo-quality.yaml")
+    assert _check(demo, pipeline.default_stages(demo), tmp_path).problems == ()
+    # An endpoint's model is not a hub model: only the transformers backend's is looked up.
+    endpoint = _config(
+        {"score": {"clip_model": "builtin:tiny-clip", "scorers": {"vqascore": {"backend": "openai"}}}}
+    )
+    assert _problems(endpoint, ["score"], tmp_path) == []
+
+
 def test_unknown_builtin_names_every_valid_one(tmp_path):
     config = _config({"score": {"clip_model": "builtin:tiny-nope"}})
     assert _problems(config, ["score"], tmp_path) == [
         "score.clip_model: unknown builtin model 'builtin:tiny-nope'; valid: builtin:tiny-blip-caption, "
-        "builtin:tiny-blip-itm, builtin:tiny-clip, builtin:tiny-llava, builtin:tiny-lm, builtin:tiny-sdxl, "
-        "builtin:tiny-sdxl-refiner: use one of the valid names"
+        "builtin:tiny-blip-itm, builtin:tiny-clip, builtin:tiny-llava, builtin:tiny-llava-hf, "
+        "builtin:tiny-lm, builtin:tiny-safety-checker, builtin:tiny-sdxl, builtin:tiny-sdxl-refiner, "
+        "builtin:tiny-siglip: use one of the valid names"
     ]
 
 

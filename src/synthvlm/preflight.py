@@ -72,7 +72,8 @@ class _Model:
 
     field: str
     name: str
-    kind: str  # "pipeline": a diffusers pipeline; "diffusers": one diffusers model; else transformers
+    kind: str  # "pipeline": a diffusers pipeline; "diffusers": one diffusers model; "processor": a
+    # tokenizer and image processor only; else a transformers model
     revision: str | None = None
     alternative: str | None = None  # what to set instead for an offline try
 
@@ -101,6 +102,8 @@ def preflight(
         problems += _curate(cfg)
     if "generate" in stages and cfg.generate.quantize == "fp8":
         problems += _extra("generate.quantize fp8", ("torchao",), "pip install 'synthvlm[fp8]'")
+    if "select" in stages and cfg.select.strategy == "balanced":
+        problems += _extra("select.strategy balanced", ("faiss",), "pip install 'synthvlm[select]'")
     if "export" in stages and cfg.export.out is not None:
         fix = "set export.out (or `synthvlm export --out`) to a folder you can write to"
         problems += _destination("export.out", cfg.export.out, fix)
@@ -144,6 +147,25 @@ def _models(cfg: RunConfig, stages: Sequence[str]) -> list[_Model]:
     add("generate.refiner", gen.refiner, "pipeline", gen.refiner_revision, "tiny-sdxl-refiner")
     add("generate.vae", gen.vae, "diffusers")
     add("score.clip_model", score.clip_model, "transformers", score.clip_revision, "tiny-clip")
+    scorers = score.scorers
+    if scorers.siglip is not None:
+        add(
+            "score.scorers.siglip.model",
+            scorers.siglip.model,
+            "transformers",
+            scorers.siglip.revision,
+            "tiny-siglip",
+        )
+    if scorers.pickscore is not None:
+        pick = scorers.pickscore
+        add("score.scorers.pickscore.model", pick.model, "transformers", pick.revision, "tiny-clip")
+        add("score.scorers.pickscore.processor", pick.processor, "processor", tiny="tiny-clip")
+    if scorers.vqascore is not None and scorers.vqascore.backend == "transformers":
+        vqa = scorers.vqascore
+        add("score.scorers.vqascore.model", vqa.model, "transformers", vqa.revision, "tiny-llava-hf")
+    if scorers.nsfw is not None:
+        nsfw = scorers.nsfw
+        add("score.scorers.nsfw.model", nsfw.model, "transformers", nsfw.revision, "tiny-safety-checker")
     return models
 
 
@@ -350,6 +372,8 @@ def _missing_files(folder: Path, kind: str) -> list[str]:
             elif (sub / "config.json").is_file():  # a model (schedulers and tokenizers have no weights)
                 missing += _missing_weights(sub, ("*.safetensors",), prefix=f"{component}/")
         return missing
+    if kind == "processor":
+        return [] if (folder / "preprocessor_config.json").is_file() else ["preprocessor_config.json"]
     if not (folder / "config.json").is_file():
         return ["config.json"]
     patterns = ("*.safetensors",) if kind == "diffusers" else ("*.safetensors", "*.bin")
@@ -391,7 +415,9 @@ class _Hub:
             return [
                 Problem(f"{field} {name!r} is neither a folder nor a hub id", "fix the folder path or hub id")
             ]
-        probe = "model_index.json" if model.kind == "pipeline" else "config.json"
+        probe = {"pipeline": "model_index.json", "processor": "preprocessor_config.json"}.get(
+            model.kind, "config.json"
+        )
         download = f"`hf download {name}{f' --revision {model.revision}' if model.revision else ''}`"
         fix = f"{download}, or {model.alternative}" if model.alternative else download
         cached = try_to_load_from_cache(name, probe, revision=model.revision)

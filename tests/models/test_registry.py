@@ -23,7 +23,8 @@ def test_unknown_builtin_lists_every_valid_name(tmp_path: Path):
         registry.resolve("builtin:tiny-nope", models_dir=tmp_path)
     assert str(info.value) == (
         "unknown builtin model 'builtin:tiny-nope'; valid: builtin:tiny-blip-caption, builtin:tiny-blip-itm, "
-        "builtin:tiny-clip, builtin:tiny-llava, builtin:tiny-lm, builtin:tiny-sdxl, builtin:tiny-sdxl-refiner"
+        "builtin:tiny-clip, builtin:tiny-llava, builtin:tiny-llava-hf, builtin:tiny-lm, "
+        "builtin:tiny-safety-checker, builtin:tiny-sdxl, builtin:tiny-sdxl-refiner, builtin:tiny-siglip"
     )
 
 
