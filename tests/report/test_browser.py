@@ -24,6 +24,7 @@ import pytest
 
 from synthvlm.report.build import build_report
 from tests.report.helpers import HOSTILE, LONG_ID, make_run
+from tests.report.test_reference_gap import make_reference, make_selected_run
 
 FLAGS = [
     "--headless",
@@ -220,6 +221,38 @@ def test_report_renders_cleanly(browser, tmp_path):
     shot = tmp_path / "report.png"
     width, height = browser.screenshot(shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and width >= 1200 and height > 2000
+
+
+def test_report_with_a_reference_renders_cleanly(browser, tmp_path):
+    """The gap section (table and both embedding maps) loads like the rest: no errors, every image drawn."""
+    run = make_selected_run(tmp_path / "run")
+    coco, images = make_reference(tmp_path / "reference")
+    site = tmp_path / "site"
+    report = build_report(
+        run, out=site / "report.html", reference=coco, reference_images=images, grid=3, thumb_size=48
+    )
+    browser.open(report)
+    assert browser.problems() == []
+    assert all(url.startswith(site.resolve().as_uri() + "/") for url in browser.requests())
+    page = browser.evaluate(INSPECT)
+    # Caption statistics, score plots, gap maps, four grids of three (only ranks 9 and 10 below the cut).
+    assert len(page["images"]) == 5 + 4 + 2 + 3 + 3 + 2 + 3
+    assert [im for im in page["images"] if not im["done"] or im["width"] == 0] == []
+    maps = [im["src"] for im in page["images"] if "gap_map" in im["src"]]
+    assert maps == ["report_assets/gap_map_image.png", "report_assets/gap_map_text.png"]
+    assert {im["width"] for im in page["images"]} == {500, 48}
+    assert page["scripts"] == 0 and not page["xss"] and page["overflowing"] == []
+    rows = browser.evaluate(
+        "JSON.stringify(Array.from(document.querySelectorAll('#gap-table tr'))"
+        ".map(r => Array.from(r.cells).map(c => c.textContent)))"
+    )
+    assert [r[:3] for r in rows] == [
+        ["side", "n reference", "n selected"],
+        ["image", "7", "8"],
+        ["text", "9", "8"],
+    ]
+    shot = tmp_path / "report.png"
+    assert browser.screenshot(shot)[0] >= 1200 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_checks_catch_a_broken_page(browser, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 from synthvlm.core import fsio, layout, schema
 from synthvlm.core.errors import UserError
 from synthvlm.report.caption_stats import SAMPLE, caption_statistics
+from synthvlm.report.reference import SIDES
 from synthvlm.score.ssim import DEFINITIONS
 
 METRICS = ("clip", "ssim", "weighted")
@@ -38,6 +39,11 @@ def default_out(run: str | Path) -> Path:
 def assets_dir(out: Path) -> Path:
     """The assets folder of a report file: `NAME_assets/` beside `NAME.html`."""
     return out.with_name(f"{out.stem}_assets")
+
+
+def gap_json(out: Path) -> Path:
+    """The machine-readable gap to a reference set (`--reference`): `gap.json` beside the report file."""
+    return out.with_name("gap.json")
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -204,6 +210,66 @@ def dataset_rows(datasets: Sequence[str | Path], score_settings: dict[str, Any])
     return rows
 
 
+def reference_gap(
+    run: Path,
+    *,
+    score: Any,
+    waiting_note: str | None,
+    reference: str | Path | None,
+    reference_format: str = "auto",
+    reference_images: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The gap section: the selected set's CMMD and PRDC to a reference, or the sentence saying why not.
+
+    `waiting` is the note of the first unfinished stage up to select; `note` the sentence for a run that
+    kept no embeddings or a report without a reference; `result` the numbers that go to gap.json; `_map`
+    the points of the 2-D maps. Asking for a reference the run cannot be compared with is a UserError.
+    """
+    from synthvlm.report.reference import embed_reference, gap_metrics, no_embeddings_note, run_embeddings
+    from synthvlm.report.score_dataset import with_counter
+    from synthvlm.score.clip import scorer_for
+
+    where = run.resolve()
+    section: dict[str, Any] = {"note": None, "waiting": waiting_note, "result": None, "_map": None}
+    if waiting_note is not None:
+        if reference is not None:
+            raise UserError(f"--reference needs the run's selection: {waiting_note}")
+        return section
+    sets = run_embeddings(run)
+    if sets is None:
+        section["note"] = no_embeddings_note(where, kept=score.embeddings)
+        if reference is not None:
+            raise UserError(section["note"])
+        return section
+    if reference is None:
+        section["note"] = (
+            f"No reference set: `synthvlm report {where} --reference DATASET` measures the gap between the "
+            "selected set and a real dataset (docs/report.md)."
+        )
+        return section
+    selected, rest = sets
+    scorer = scorer_for(score, models_dir=layout.models_dir(run))
+    described, real = with_counter(
+        "reference",
+        progress,
+        lambda step: embed_reference(
+            reference, fmt=reference_format, images=reference_images, scorer=scorer, on_rows=step
+        ),
+    )
+    section["result"] = {
+        "run": str(where),
+        "reference": described,
+        "score": score.model_dump(mode="json", exclude={"device", "batch_size"}),
+        "not_selected": {"images": len(rest.image), "captions": len(rest.text)},
+        **gap_metrics(real, selected, name="selected"),
+    }
+    section["_map"] = {
+        side: (getattr(real, side), getattr(selected, side), getattr(rest, side)) for side in SIDES
+    }
+    return section
+
+
 # ------------------------------------------------------------------------------------------- plots
 
 
@@ -258,6 +324,25 @@ def plot_keep_rate(path: Path, *, values: np.ndarray, key: str, cutoff: float | 
     ax.set_xlabel(f"threshold on {key}")
     ax.set_ylabel("fraction of best-of-N pool kept")
     ax.set_ylim(0, 1.02)
+    _save(fig, path)
+
+
+def plot_embedding_map(
+    path: Path, *, side: str, reference: np.ndarray, selected: np.ndarray, rest: np.ndarray
+) -> None:
+    """Reference, selected and not-selected embeddings of one side on one PCA plane (`gap.embedding_map`)."""
+    from synthvlm.report.gap import embedding_map
+
+    ref_xy, sel_xy, rest_xy = embedding_map(reference, selected, rest if len(rest) else None)
+    fig = _figure()
+    ax = fig.add_subplot()
+    if rest_xy is not None:
+        ax.scatter(*rest_xy.T, s=9, color="#9aa5b1", alpha=0.6, label=f"not selected ({len(rest_xy)})")
+    ax.scatter(*ref_xy.T, s=11, color="#dd6b20", marker="^", alpha=0.8, label=f"reference ({len(ref_xy)})")
+    ax.scatter(*sel_xy.T, s=11, color="#2b6cb0", alpha=0.8, label=f"selected ({len(sel_xy)})")
+    ax.set_xlabel(f"{side} embeddings: principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.legend(fontsize=8)
     _save(fig, path)
 
 
@@ -354,8 +439,14 @@ def collect(
     target: int = 100_000,
     datasets: Sequence[str | Path] = (),
     caption_sample: int = SAMPLE,
+    reference: str | Path | None = None,
+    reference_format: str = "auto",
+    reference_images: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Everything the report shows, as data; `_`-prefixed keys hold the arrays the plots are drawn from."""
+    """Everything the report shows, as data; `_`-prefixed keys hold the arrays the plots are drawn from.
+
+    With `reference` (any source `score-dataset` reads), `gap` holds the selected set's distance to it."""
     from synthvlm import pipeline
     from synthvlm.stages.select import rank_candidates
 
@@ -395,6 +486,15 @@ def collect(
     captions = None
     if sections["captions"] is None:
         captions = caption_statistics(run, config.curate, size=caption_sample)
+    gap = reference_gap(
+        run,
+        score=config.score,
+        waiting_note=sections["table4"],  # the gap reads the selection, as Table 4 does
+        reference=reference,
+        reference_format=reference_format,
+        reference_images=reference_images,
+        progress=progress,
+    )
     return {
         "run": str(run.resolve()),
         "funnel": status["stages"],
@@ -425,6 +525,7 @@ def collect(
         ),
         "captions": captions,
         "grids": grids,
+        "gap": gap,
         "_scores": scores,
         "_selection": selection,
         "_pool_values": np.array([r[key] for r in ranked_rows], dtype=np.float64),
@@ -440,9 +541,15 @@ def build_report(
     thumb_size: int = 192,
     target: int = 100_000,
     caption_sample: int = SAMPLE,
+    reference: str | Path | None = None,
+    reference_format: str = "auto",
+    reference_images: str | Path | None = None,
     progress: bool = False,
 ) -> Path:
-    """Write the run's HTML report (and its assets folder); returns the HTML file's path."""
+    """Write the run's HTML report (and its assets folder); returns the HTML file's path.
+
+    With `reference`, the gap section compares the selected set with it, and `gap_json(out)` holds the
+    numbers."""
     try:
         import matplotlib  # noqa: F401
         from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -456,7 +563,17 @@ def build_report(
         )
     run = Path(run)
     out = Path(out) if out is not None else default_out(run)
-    data = collect(run, grid=grid, target=target, datasets=datasets, caption_sample=caption_sample)
+    data = collect(
+        run,
+        grid=grid,
+        target=target,
+        datasets=datasets,
+        caption_sample=caption_sample,
+        reference=reference,
+        reference_format=reference_format,
+        reference_images=reference_images,
+        progress=progress,
+    )
     assets = assets_dir(out)
     if assets.exists():
         shutil.rmtree(assets)  # the folder is the report's own: stale thumbnails must not linger
@@ -483,6 +600,11 @@ def build_report(
             selected=data["selected"],
         )
         plots["keep_rate"] = f"{assets.name}/keep_rate.png"
+    data["gap"]["plots"] = {}
+    for side, (real, chosen, rest) in (data["gap"].pop("_map") or {}).items():
+        file = f"gap_map_{side}.png"
+        plot_embedding_map(assets / file, side=side, reference=real, selected=chosen, rest=rest)
+        data["gap"]["plots"][side] = f"{assets.name}/{file}"
     for stat in data["captions"]["filters"] if data["captions"] else []:
         file = f"stat_{stat['name']}.png"
         plot_caption_statistic(assets / file, stat=stat, values=stat.pop("_values"))
@@ -509,5 +631,7 @@ def build_report(
     env.filters["num"] = lambda v, digits=4: "–" if v is None else f"{v:.{digits}f}"
     env.filters["bound"] = lambda v: "no limit" if abs(v) >= sys.maxsize else f"{v:g}"
     html = env.get_template("report.html.j2").render(**data, plots=plots, grid_titles=GRIDS)
+    if data["gap"]["result"] is not None:
+        fsio.write_json(gap_json(out), data["gap"]["result"])
     fsio.write_bytes(out, html.encode("utf-8"))
     return out

@@ -1,7 +1,8 @@
 """Score an existing image-caption dataset with exactly the pipeline's metrics, for the paper's Table 4.
 
 Every pair goes through the same code the score stage runs: the image bytes are decoded with
-``Image.open(...).convert("RGB")``, CLIPScore is ``clip_score(ClipScorer.cosines(...))`` and SSIM is
+``Image.open(...).convert("RGB")``, CLIPScore is ``clip_score`` of ``ClipScorer.embed``'s cosines (its
+embeddings are kept, as the score stage keeps them, for the gap to a reference set) and SSIM is
 ``paper_ssim_batch`` with the sizes and data range of a `ScoreConfig`, so a number here and a number in a
 run mean the same thing. Sources:
 
@@ -39,6 +40,7 @@ from synthvlm.score.clip import scorer_for
 from synthvlm.score.ssim import DEFINITIONS
 
 SCORES_FILE = "scores.parquet"
+EMBEDDINGS_FILE = "embeddings.parquet"
 SUMMARY_FILE = "summary.json"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 """WebDataset members taken as the image of a sample, in order of preference."""
@@ -243,25 +245,49 @@ def iter_pairs(source: str | Path, *, fmt: str = "auto", images: str | Path | No
 # ------------------------------------------------------------------------------------------- scoring
 
 
+def decode(data: bytes | None) -> tuple[Any, int, int] | str:
+    """Image bytes decoded as the score stage decodes them (RGB) with the stored width and height, or the
+    first line of the reason they cannot be."""
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(data or b""))
+        size = (image.width, image.height)
+        return image.convert("RGB"), *size
+    except (ValueError, OSError, Image.DecompressionBombError) as exc:
+        return str(exc).splitlines()[0]
+
+
+def embedding_key(row: dict[str, Any]) -> str:
+    """The key of a scored pair's embeddings row: its `id`, or `#<index>` when the source gives none."""
+    return row["id"] if row["id"] is not None else f"#{row['index']}"
+
+
 def score_pairs(
     pairs: Iterator[Pair], *, score: ScoreConfig, scorer: Any, on_rows: Callable[[int], None] = lambda n: None
-) -> pa.Table:
-    """Score pairs with the score stage's definitions: a `schema.SCORED_PAIR` table, in source order."""
+) -> tuple[pa.Table, pa.Table]:
+    """Score pairs with the score stage's definitions: a `schema.SCORED_PAIR` table in source order, and the
+    scored pairs' CLIP embeddings (`schema.EMBEDDINGS`, float16 as the score stage stores them) in its
+    order, keyed by `embedding_key`."""
     import torch
     from PIL import Image
 
+    from synthvlm.report.reference import embeddings_table
     from synthvlm.score.clip import clip_score
     from synthvlm.score.ssim import paper_ssim_batch
 
     rows: list[dict[str, Any]] = []
     batch: list[tuple[dict[str, Any], Image.Image, bytes]] = []
+    vectors: list[pa.Table] = []
     # SSIM depends on the image alone (COCO has five captions per image): computed once per distinct
     # image content, keyed by a hash of the bytes since names may repeat across different images.
     ssim_cache: dict[bytes, float] = {}
 
     def flush() -> None:
         images = [im for _, im, _ in batch]
-        clip = clip_score(scorer.cosines(images, [r["caption"] for r, _, _ in batch]))
+        cosines, image_emb, text_emb = scorer.embed(images, [r["caption"] for r, _, _ in batch])
+        clip = clip_score(cosines)
+        vectors.append(embeddings_table([embedding_key(r) for r, _, _ in batch], image_emb, text_emb))
         todo = {digest: im for _, im, digest in batch if digest not in ssim_cache}
         values = paper_ssim_batch(
             list(todo.values()),
@@ -291,21 +317,21 @@ def score_pairs(
             on_rows(1)
             continue
         assert pair.data is not None
-        try:
-            image = Image.open(io.BytesIO(pair.data))
-            row.update(width=image.width, height=image.height)
-            image = image.convert("RGB")
-        except (ValueError, OSError, Image.DecompressionBombError) as exc:
-            row.update(status="unreadable_image", detail=str(exc).splitlines()[0], width=None, height=None)
+        decoded = decode(pair.data)
+        if isinstance(decoded, str):
+            row.update(status="unreadable_image", detail=decoded, width=None, height=None)
             on_rows(1)
             continue
+        image, width, height = decoded
+        row.update(width=width, height=height)
         batch.append((row, image, hashlib.blake2b(pair.data, digest_size=16).digest()))
         if len(batch) == score.batch_size:
             flush()
     if batch:
         flush()
     full = [{**dict.fromkeys(schema.SCORED_PAIR.names), **r} for r in rows]
-    return pa.Table.from_pylist(full, schema=schema.SCORED_PAIR)
+    embeddings = pa.concat_tables(vectors) if vectors else schema.EMBEDDINGS.empty_table()
+    return pa.Table.from_pylist(full, schema=schema.SCORED_PAIR), embeddings.combine_chunks()
 
 
 def summarize(table: pa.Table, *, name: str, source: str, fmt: str, score: ScoreConfig) -> dict[str, Any]:
@@ -345,28 +371,61 @@ def score_dataset(
     images: str | Path | None = None,
     score: ScoreConfig | None = None,
     name: str | None = None,
+    reference: str | Path | None = None,
+    reference_format: str = "auto",
+    reference_images: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Score every pair of a dataset into `out/scores.parquet` and `out/summary.json`; returns the summary."""
+    """Score every pair of a dataset into `out/scores.parquet`, its CLIP embeddings into
+    `out/embeddings.parquet` and the Table-4 row into `out/summary.json`; returns the summary.
+
+    With `reference` (any source this reads), the summary's "reference" key holds the gap between the
+    scored dataset and the reference (`reference.gap_metrics`), the reference embedded with the same CLIP.
+    """
+    from synthvlm.report.reference import embed_reference, gap_metrics, stored_set
+
     score = score or ScoreConfig()
     out = Path(out)
     if fmt == "auto":
         fmt = detect_source(source)
-    pairs = iter_pairs(source, fmt=fmt, images=images)
     scorer = scorer_for(score, models_dir=out / "models")
-    if progress:
-        from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            TextColumn("[bold]scoring"), MofNCompleteColumn(), TextColumn("pairs"), TimeElapsedColumn()
-        ) as bar:
-            task = bar.add_task("score", total=None)
-            table = score_pairs(pairs, score=score, scorer=scorer, on_rows=lambda n: bar.advance(task, n))
-    else:
-        table = score_pairs(pairs, score=score, scorer=scorer)
+    # The reference first: a mistake in its arguments shows before the source is scored.
+    described = None
+    if reference is not None:
+        described, real = with_counter(
+            "reference",
+            progress,
+            lambda step: embed_reference(
+                reference, fmt=reference_format, images=reference_images, scorer=scorer, on_rows=step
+            ),
+        )
+    pairs = iter_pairs(source, fmt=fmt, images=images)
+    table, embeddings = with_counter(
+        "scoring", progress, lambda step: score_pairs(pairs, score=score, scorer=scorer, on_rows=step)
+    )
     summary = summarize(
         table, name=name or Path(source).stem, source=str(Path(source).resolve()), fmt=fmt, score=score
     )
+    if described is not None:
+        import pyarrow.compute as pc
+
+        ok = table.filter(pc.equal(table.column("status"), "ok"))
+        scored = stored_set(embeddings, ok.column("image").to_pylist())
+        summary["reference"] = {**described, **gap_metrics(real, scored, name="dataset")}
     fsio.write_table(out / SCORES_FILE, table)
+    fsio.write_table(out / EMBEDDINGS_FILE, embeddings)
     fsio.write_json(out / SUMMARY_FILE, summary)
     return summary
+
+
+def with_counter(what: str, enabled: bool, work: Callable[[Callable[[int], None]], Any]) -> Any:
+    """`work(step)` under a rich counter of the pairs `step` reports done (label `what`), or a no-op step."""
+    if not enabled:
+        return work(lambda n: None)
+    from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(f"[bold]{what}"), MofNCompleteColumn(), TextColumn("pairs"), TimeElapsedColumn()
+    ) as bar:
+        task = bar.add_task(what, total=None)
+        return work(lambda n: bar.advance(task, n))
