@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from synthvlm.config import load_config
+from synthvlm.core import schema
 from synthvlm.score.pairs import scorer_class
 from synthvlm.select.balanced import cluster, near_duplicates, quota_fill
 from synthvlm.stages.select import key_values, rank_candidates
@@ -75,8 +76,7 @@ def test_each_scorer_column_is_what_the_scorer_gives_on_the_stored_images(run):
 def test_balanced_selection_is_its_rules_applied_to_the_stored_scores(run):
     config = load_config(RECIPE).resolved()
     scores = pq.read_table(run / "score" / "data")
-    flat = pq.read_table(run / "score" / "embeddings").column("image_emb").combine_chunks()
-    image_emb = flat.flatten().to_numpy(zero_copy_only=False).reshape(len(flat), -1)
+    image_emb = schema.embedding_matrix(pq.read_table(run / "score" / "embeddings").column("image_emb"))
     value = key_values(scores, config.select.key)
     assert np.array_equal(
         value, scores.column("vqascore").to_numpy() + 0.5 * scores.column("ssim").to_numpy()

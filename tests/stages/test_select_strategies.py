@@ -11,7 +11,6 @@ from synthvlm.config import parse_config
 from synthvlm.core import schema
 from synthvlm.core.errors import UserError
 from synthvlm.core.fsio import write_table
-from synthvlm.stages.score import _embeddings
 from synthvlm.stages.select import SelectStage
 
 
@@ -129,7 +128,7 @@ def test_balanced_drops_near_duplicate_images_and_caps_each_cluster(tmp_path):
     _score_shard(tmp_path, rows)
     keys = [f"{r['caption_id']}-0" for r in rows]
     v = np.asarray(vectors)
-    write_table(tmp_path / "score" / "embeddings" / "part-00000.parquet", _embeddings(keys, v, v))
+    write_table(tmp_path / "score" / "embeddings" / "part-00000.parquet", schema.embeddings_table(keys, v, v))
 
     balanced = {"clusters": 2, "epsilon": 1e-4, "iterations": 10}
     stats, chosen, reasons = _select(tmp_path, strategy="balanced", balanced=balanced, top_k=6)

@@ -4,6 +4,7 @@ rejected-row table, the Parquet export and `score-dataset`'s table."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pyarrow as pa
 
@@ -217,3 +218,27 @@ SCORED_PAIR = pa.schema(
     ]
 )
 """One pair `score-dataset` read: `status` is "ok" (scores set) or the reason it could not be scored."""
+
+
+def embeddings_table(keys: list[str], image_emb: Any, text_emb: Any) -> pa.Table:
+    """Rows of the EMBEDDINGS table from (n, d) arrays: float16 vectors by key."""
+    import numpy as np
+
+    def vectors(emb: Any) -> pa.Array:
+        emb = np.asarray(emb)
+        flat = pa.array(emb.astype(np.float16).ravel(), type=EMBEDDING_DTYPE)
+        offsets = np.arange(0, len(flat) + 1, max(emb.shape[1], 1), dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), flat)
+
+    return pa.table(
+        [pa.array(list(keys), pa.string()), vectors(image_emb), vectors(text_emb)], schema=EMBEDDINGS
+    )
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> Any:
+    """An EMBEDDINGS vector column as an (n, d) float16 array, exactly as stored."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    n = len(column)
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(n, len(flat) // n if n else 0)

@@ -51,28 +51,6 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
-def stored_vectors(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A `list<float16>` embeddings column as an (n, d) float16 array, exactly as stored."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    n = len(column)
-    flat = column.flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(n, len(flat) // n if n else 0)
-
-
-def embeddings_table(keys: Sequence[str], image_emb: np.ndarray, text_emb: np.ndarray) -> pa.Table:
-    """Rows of the `schema.EMBEDDINGS` table: float16 vectors by key, as the score stage stores them."""
-
-    def vectors(emb: np.ndarray) -> pa.Array:
-        flat = pa.array(emb.astype(np.float16).ravel(), type=schema.EMBEDDING_DTYPE)
-        offsets = np.arange(0, len(flat) + 1, max(emb.shape[1], 1), dtype=np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), flat)
-
-    return pa.table(
-        [pa.array(list(keys), pa.string()), vectors(image_emb), vectors(text_emb)], schema=schema.EMBEDDINGS
-    )
-
-
 def first_of_each(refs: Sequence[Any]) -> list[int]:
     """Positions of the first occurrence of each distinct value, in order: one image-side point per image."""
     seen: set[Any] = set()
@@ -86,8 +64,8 @@ def first_of_each(refs: Sequence[Any]) -> list[int]:
 
 def stored_set(table: pa.Table, image_refs: Sequence[Any]) -> EmbeddingSet:
     """The embedding set of stored `schema.EMBEDDINGS` rows whose images are `image_refs` (row by row)."""
-    image = unit_rows(stored_vectors(table.column("image_emb")))
-    text = unit_rows(stored_vectors(table.column("text_emb")))
+    image = unit_rows(schema.embedding_matrix(table.column("image_emb")))
+    text = unit_rows(schema.embedding_matrix(table.column("text_emb")))
     return EmbeddingSet(image=image[first_of_each(image_refs)], text=text)
 
 
@@ -224,8 +202,8 @@ def run_embeddings(run: str | Path) -> tuple[EmbeddingSet, EmbeddingSet] | None:
     chosen_captions = {captions[i] for i in chosen}
     rest_images = [i for i in range(len(keys)) if i not in chosen_set]
     rest_captions = [i for i in first_of_each(captions) if captions[i] not in chosen_captions]
-    image = unit_rows(stored_vectors(stored.column("image_emb")))
-    text = unit_rows(stored_vectors(stored.column("text_emb")))
+    image = unit_rows(schema.embedding_matrix(stored.column("image_emb")))
+    text = unit_rows(schema.embedding_matrix(stored.column("text_emb")))
     return (
         EmbeddingSet(image=image[chosen], text=text[chosen]),
         EmbeddingSet(image=image[rest_images], text=text[rest_captions]),

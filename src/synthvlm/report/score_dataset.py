@@ -272,7 +272,6 @@ def score_pairs(
     import torch
     from PIL import Image
 
-    from synthvlm.report.reference import embeddings_table
     from synthvlm.score.clip import clip_score
     from synthvlm.score.ssim import paper_ssim_batch
 
@@ -287,7 +286,7 @@ def score_pairs(
         images = [im for _, im, _ in batch]
         cosines, image_emb, text_emb = scorer.embed(images, [r["caption"] for r, _, _ in batch])
         clip = clip_score(cosines)
-        vectors.append(embeddings_table([embedding_key(r) for r, _, _ in batch], image_emb, text_emb))
+        vectors.append(schema.embeddings_table([embedding_key(r) for r, _, _ in batch], image_emb, text_emb))
         todo = {digest: im for _, im, digest in batch if digest not in ssim_cache}
         values = paper_ssim_batch(
             list(todo.values()),

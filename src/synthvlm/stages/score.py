@@ -62,9 +62,7 @@ class ScoreStage(Stage):
         parts = TaskParts(self.layout, task.name)
         resumed = parts.committed()
         # Every row of `todo` is in one part, scored or rejected, in order: a rerun goes on after them.
-        position = sum(
-            parts.table_rows(i, ROWS) + parts.table_rows(i, "rejected") for i in range(resumed)
-        )
+        position = sum(parts.table_rows(i, ROWS) + parts.table_rows(i, "rejected") for i in range(resumed))
         report_rows(position)
         tar = generate.image_shard(task.index)
         wanted = [r["image_name"] for r in todo[position:]]
@@ -100,7 +98,7 @@ class ScoreStage(Stage):
             ]
             if cfg.embeddings:
                 keys = [r["key"] for r, _ in batch]
-                parts.write_table(n_parts, "embeddings", _embeddings(keys, image_emb, text_emb))
+                parts.write_table(n_parts, "embeddings", schema.embeddings_table(keys, image_emb, text_emb))
             parts.write_table(n_parts, "rejected", rejected_table(self.name, rejected))
             report_rows(len(batch) + len(rejected))
             rejected.clear()
@@ -164,16 +162,3 @@ def _concat(tables: list[pa.Table], table_schema: pa.Schema) -> pa.Table:
     if not tables:
         return table_schema.empty_table()
     return pa.concat_tables(tables).combine_chunks().cast(table_schema)
-
-
-def _embeddings(keys: list[str], image_emb: np.ndarray, text_emb: np.ndarray) -> pa.Table:
-    """The side table rows of one batch: float16 vectors by key."""
-
-    def vectors(emb: np.ndarray) -> pa.Array:
-        flat = pa.array(emb.astype(np.float16).ravel(), type=schema.EMBEDDING_DTYPE)
-        offsets = np.arange(0, len(flat) + 1, max(emb.shape[1], 1), dtype=np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), flat)
-
-    return pa.table(
-        [pa.array(keys, pa.string()), vectors(image_emb), vectors(text_emb)], schema=schema.EMBEDDINGS
-    )

@@ -213,12 +213,8 @@ class SelectStage(Stage):
             )
         if not files:
             return np.zeros((0, 0), dtype=np.float16)
-        column = pa.concat_tables([fsio.read_table(f, columns=["image_emb"]) for f in files]).column(
-            "image_emb"
-        )
-        flat = column.combine_chunks()
-        dim = len(flat[0]) if len(flat) else 0
-        return flat.flatten().to_numpy(zero_copy_only=False).reshape(len(flat), dim)
+        tables = [fsio.read_table(f, columns=["image_emb"]) for f in files]
+        return schema.embedding_matrix(pa.concat_tables(tables).column("image_emb"))
 
 
 REASONS = ("not_selected", "not_best_of_n", "unsafe", "near_duplicate_image", "cluster_quota")
