@@ -111,3 +111,11 @@ def test_balanced_selection_is_its_rules_applied_to_the_stored_scores(run):
     assert status["dropped"] == {r: c for r, c in expected.items() if c}
     assert status["in"] == n == status["kept"] + sum(status["dropped"].values())
     assert displaced > 0 and duplicate.sum() > 0  # the demo exercises both rules
+
+
+def test_the_report_names_a_weighted_sum_key_and_ranks_by_it(run, tmp_path):
+    from synthvlm.report.build import build_report
+
+    path = build_report(run, out=tmp_path / "report.html", datasets=[], grid=4, target=1000, progress=False)
+    html = path.read_text(encoding="utf-8")
+    assert "Ranking key <code>1·vqascore + 0.5·ssim</code>; selection 24 of a best-of-N pool of 43" in html

@@ -447,8 +447,10 @@ def collect(
     """Everything the report shows, as data; `_`-prefixed keys hold the arrays the plots are drawn from.
 
     With `reference` (any source `score-dataset` reads), `gap` holds the selected set's distance to it."""
+    import pyarrow as pa
+
     from synthvlm import pipeline
-    from synthvlm.stages.select import rank_candidates
+    from synthvlm.stages.select import key_label, key_values, rank_candidates
 
     run = Path(run)
     status = pipeline.status(run)
@@ -457,8 +459,10 @@ def collect(
     stages = pipeline.default_stages(config)
     unfinished = pending(run.resolve(), stages, status["stages"])
     sections = waiting(stages, unfinished)
-    key = config.select.key
+    key = key_label(config.select.key)
     scores = _read(run, "score")
+    if scores is not None and isinstance(config.select.key, dict):  # a weighted sum, as select computes it
+        scores = scores.append_column(key, pa.array(key_values(scores, config.select.key), pa.float64()))
     selection = _read(
         run,
         "select",

@@ -227,6 +227,13 @@ def key_weights(key: str | dict[str, float]) -> dict[str, float]:
     return {key: 1.0} if isinstance(key, str) else dict(key)
 
 
+def key_label(key: str | dict[str, float]) -> str:
+    """How reports name a ranking key: the column, or its weighted sum (`1·vqascore + 0.5·ssim`)."""
+    if isinstance(key, str):
+        return key
+    return " + ".join(f"{weight:g}·{name}" for name, weight in key.items())
+
+
 def key_values(table: pa.Table, key: str | dict[str, float]) -> np.ndarray:
     """The ranking key per row: the column itself, or sum(weight * column) in the key's order."""
     if isinstance(key, str):
