@@ -162,3 +162,33 @@ def test_sigterm_stops_at_a_batch_boundary_and_the_rerun_goes_on(recipe, referen
     result = cli("run", str(recipe), "--run", str(run), "--until", "score", "-q")
     assert result.returncode == 0, result.stderr
     assert tree_digest(run, skip=("models/",)) == reference
+
+
+def test_sigterm_under_ray_stops_the_workers_and_a_local_rerun_goes_on(recipe, reference, tmp_path):
+    pytest.importorskip("ray")
+    run = tmp_path / "run"
+    assert cli("run", str(recipe), "--run", str(run), "--until", "curate", "-q").returncode == 0
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synthvlm", "generate", "--run", str(run), "--executor", "ray", "-q"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    folder = run / "generate"
+    while len(_parts(folder, "generate-00000")) < 2:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted: {run} keeps ingest (complete), curate (complete); "
+        f"resume with: synthvlm generate --run {run} --executor ray -q"
+    )
+    kept = _parts(folder, "generate-00000")
+    assert len(kept) >= 2 and not (folder / "done").exists()
+    result = cli("run", str(recipe), "--run", str(run), "--until", "score", "-q")
+    assert result.returncode == 0, result.stderr
+    assert tree_digest(run, skip=("models/",)) == reference

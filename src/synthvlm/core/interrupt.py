@@ -21,6 +21,8 @@ DEFAULT_GRACE = 30.0
 
 _requested = threading.Event()
 _signal: list[int] = []
+_handlers: list[Callable[[int, object], None]] = []
+"""The stop handler of the `graceful_stop` block in force, if any."""
 
 
 class StopRequested(Exception):
@@ -64,6 +66,14 @@ def grace_seconds() -> float:
     return value
 
 
+def reclaim_signals() -> None:
+    """Put the stop handler back after a library replaced it (`ray.init` installs its own SIGTERM
+    handler in the driver, which aborts the process)."""
+    if _handlers and threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, _handlers[-1])
+
+
 @contextmanager
 def graceful_stop(*, grace: float, say: Callable[[str], None]) -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT request a stop at the next boundary; a second signal, or
@@ -91,9 +101,11 @@ def graceful_stop(*, grace: float, say: Callable[[str], None]) -> Iterator[None]
         timers.append(timer)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    _handlers.append(handler)
     try:
         yield
     finally:
+        _handlers.remove(handler)
         for timer in timers:
             timer.cancel()
         for s, h in previous.items():

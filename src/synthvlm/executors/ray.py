@@ -14,10 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from synthvlm.config import RayConfig, RunConfig
-from synthvlm.core import fsio
+from synthvlm.core import fsio, interrupt
 from synthvlm.core.driver import execute_task
 from synthvlm.core.errors import ShardFailedError, UserError
 from synthvlm.core.stage import Stage, Task
+
+STOP_POLL = 0.5
+"""Seconds between the driver's checks for a requested stop while it waits on the workers."""
 
 
 def import_ray() -> Any:
@@ -80,6 +83,7 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             ray.init(address=self.config.address)
+            interrupt.reclaim_signals()
         from synthvlm.core.progress import task_progress
 
         if self._threads is None:
@@ -181,7 +185,13 @@ class RayExecutor:
             while pending and idle:
                 worker, task = idle.popleft(), pending.popleft()
                 in_flight[submit(worker, task)] = (task, worker)
-            [ref], _ = ray.wait([*in_flight, *starting], num_returns=1)
+            ready_refs, _ = ray.wait([*in_flight, *starting], num_returns=1, timeout=STOP_POLL)
+            if not ready_refs:
+                # A requested stop (SIGTERM, Ctrl-C) ends the phase here: the actors are killed on the way
+                # out, each losing at most its batch in flight, since model stages commit every batch.
+                interrupt.checkpoint()
+                continue
+            [ref] = ready_refs
             if ref in starting:
                 worker = starting.pop(ref)
                 try:
@@ -215,6 +225,7 @@ class RayExecutor:
                 continue
             idle.append(worker)
             shard_done()
+            interrupt.checkpoint()
         # Nothing runs now; temporary files here were left by killed workers and belong to no output.
         fsio.remove_stale_temps(stage.layout.root)
         if failed:
