@@ -153,7 +153,8 @@ def test_yaml_errors_give_pyyamls_line_and_column(tmp_path, text, message):
         ),
         (
             {"select": {"zzz": 1}},
-            "select.zzz: unknown key; valid keys here: best_of_n, fraction, key, threshold, top_k",
+            "select.zzz: unknown key; valid keys here: "
+            "balanced, best_of_n, fraction, key, strategy, threshold, top_k",
         ),
     ],
 )

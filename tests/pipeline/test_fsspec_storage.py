@@ -68,7 +68,7 @@ def test_memory_run_matches_local_run_byte_for_byte(local_run, memory_run, cache
     local, remote = tree_digest(local_run, skip=SKIP), tree_digest(memory_run, skip=SKIP)
     assert sorted(remote) == sorted(local)
     assert remote == local
-    assert len(remote) == 111  # ingest 8, curate 19, generate 20, score 14, select 4, export 46
+    assert len(remote) == 117  # ingest 8, curate 19, generate 20, score 20, select 4, export 46
     assert sum(k.startswith("generate/images/") for k in remote) == 6
     assert _done_records(memory_run) == _done_records(local_run)
     assert sum(len(v) for v in _done_records(memory_run).values()) == 33
