@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image
 
+from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import loading_model
 
 
@@ -36,10 +37,9 @@ class Captioner:
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            dtype = scoring_dtype(self.device)
             with loading_model(self.model):
                 model = AutoModelForImageTextToText.from_pretrained(self.model, dtype=dtype)
                 processor = AutoProcessor.from_pretrained(self.model)

@@ -27,3 +27,11 @@ def resolve_device(device: str) -> str:
         if parsed.index is not None and parsed.index >= visible:
             raise UserError(f"device {device!r} requested, but only {visible} CUDA GPU(s) are visible here")
     return device
+
+
+def scoring_dtype(device: str):  # -> torch.dtype
+    """The dtype scoring and captioning models load in: float16 on CUDA (as the reference scorers run),
+    float32 on CPU (where float16 kernels are slow or missing)."""
+    import torch
+
+    return torch.float16 if device.startswith("cuda") else torch.float32

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import loading_model
 
 if TYPE_CHECKING:
@@ -49,10 +50,9 @@ class ClipScorer:
     def _load(self) -> tuple[Any, Any, Any]:
         """CLIP model, tokenizer and image processor, loaded once per scorer (and so per worker)."""
         if self._loaded is None:
-            import torch
             from transformers import CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
 
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            dtype = scoring_dtype(self.device)
             # Safetensors when the repo has them; older CLIP repos only ship .bin (loaded weights-only).
             with loading_model(self.model):
                 model = CLIPModel.from_pretrained(self.model, revision=self.revision, dtype=dtype)

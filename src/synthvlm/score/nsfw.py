@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import loading_model
 from synthvlm.score.pairs import PairScorer
 
@@ -37,7 +38,6 @@ class NsfwScorer(PairScorer):
     def _load(self) -> tuple[Any, Any]:
         """The checker and its image processor, loaded once per scorer (and so per worker)."""
         if self._loaded is None:
-            import torch
             from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
             from transformers import CLIPImageProcessorPil
 
@@ -45,7 +45,7 @@ class NsfwScorer(PairScorer):
 
             location = registry.location(self.config.model, models_dir=self.models_dir)
             revision = self.config.revision
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            dtype = scoring_dtype(self.device)
             with loading_model(self.config.model):
                 checker = StableDiffusionSafetyChecker.from_pretrained(
                     location, revision=revision, dtype=dtype

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import loading_model
 from synthvlm.score.pairs import PairScorer
 
@@ -36,14 +37,13 @@ class PickScorer(PairScorer):
     def _load(self) -> tuple[Any, Any, Any]:
         """CLIPModel from `config.model`, tokenizer and image processor from `config.processor`."""
         if self._loaded is None:
-            import torch
             from transformers import CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
 
             from synthvlm.models import registry
 
             model_at = registry.location(self.config.model, models_dir=self.models_dir)
             processor_at = registry.location(self.config.processor, models_dir=self.models_dir)
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            dtype = scoring_dtype(self.device)
             with loading_model(self.config.model):
                 model = CLIPModel.from_pretrained(model_at, revision=self.config.revision, dtype=dtype)
             with loading_model(self.config.processor):

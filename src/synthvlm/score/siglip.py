@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import UserError, loading_model
 from synthvlm.score.pairs import PairScorer
 
@@ -35,14 +36,13 @@ class SiglipScorer(PairScorer):
     def _load(self) -> tuple[Any, Any, Any]:
         """SiglipModel, tokenizer and image processor, loaded once per scorer (and so per worker)."""
         if self._loaded is None:
-            import torch
             from transformers import AutoTokenizer, SiglipImageProcessorPil, SiglipModel
 
             from synthvlm.models import registry
 
             location = registry.location(self.config.model, models_dir=self.models_dir)
             revision = self.config.revision
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            dtype = scoring_dtype(self.device)
             with loading_model(self.config.model):
                 model = SiglipModel.from_pretrained(location, revision=revision, dtype=dtype)
                 try:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synthvlm.core import layout
+from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.endpoint import ChatEndpoint, EndpointError, ResponseCache
 from synthvlm.core.errors import UserError, loading_model
 from synthvlm.score.pairs import PairScorer
@@ -75,13 +76,12 @@ class _LocalModel:
     def _load(self) -> tuple[Any, Any, int]:
         """Model, processor and the answer's token id, loaded once per scorer (and so per worker)."""
         if self._loaded is None:
-            import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
             from synthvlm.models import registry
 
             location = registry.location(self.config.model, models_dir=self.models_dir)
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            dtype = scoring_dtype(self.device)
             with loading_model(self.config.model):
                 processor = AutoProcessor.from_pretrained(location, revision=self.config.revision)
                 model = AutoModelForImageTextToText.from_pretrained(

@@ -27,14 +27,16 @@ VISION_DIMS = {
 _DONE = "tiny_llava.json"
 
 
-def _byte_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    """Byte-level BPE without merges: every UTF-8 byte is one token, so any caption round-trips exactly."""
+def _byte_tokenizer(merges: tuple[tuple[str, str], ...] = ()):  # -> transformers.PreTrainedTokenizerFast
+    """Byte-level BPE: every UTF-8 byte is one token, so any caption round-trips exactly; `merges` add
+    whole-word tokens after the byte tokens (the answer tokens of the llava-hf build)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *byte_chars])}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    merged = ["".join(pair) for pair in merges]
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *byte_chars, *merged])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=list(merges), unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     # Llama-style: BOS in front, no EOS (LLaVA's plain template adds none either).
@@ -103,33 +105,6 @@ _ANSWER_MERGES = (("Y", "e"), ("Ye", "s"), ("N", "o"))
 _HF_DONE = "tiny_llava_hf.json"
 
 
-def _answer_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    """The byte tokenizer plus merges that make "Yes" and "No" single tokens (ids after the byte tokens)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    merged = ["".join(pair) for pair in _ANSWER_MERGES]
-    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *byte_chars, *merged])}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=list(_ANSWER_MERGES), unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
-    )
-    tok.add_special_tokens(list(SPECIAL_TOKENS))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
-        model_max_length=LM_DIMS["max_positions"],
-        padding_side="right",
-    )
-
-
 def _answering(model, tokenizer):  # LlavaForConditionalGeneration -> the same, eval mode
     """`model` with every output row but the answers' scaled by 0.1 (see `build_tiny_llava_hf`)."""
     import torch
@@ -161,7 +136,7 @@ def build_tiny_llava_hf(path: str | Path) -> Path:
     )
 
     def write(tmp: Path) -> None:
-        tokenizer = _answer_tokenizer()
+        tokenizer = _byte_tokenizer(_ANSWER_MERGES)
         d, v = LM_DIMS, VISION_DIMS
         vision = CLIPVisionConfig(
             hidden_size=v["hidden"],
