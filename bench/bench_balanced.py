@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from common import row, table
+from common import in_child, peak_rss, row, table
 
 PEER = "scikit-learn KMeans(n_clusters=100, max_iter=20, random_state=0), other defaults, full float32 matrix"
 GOAL_SECONDS, GOAL_GB = 60.0, 4.0
@@ -80,7 +79,7 @@ def _child(kind: str, path: str) -> None:
 
     emb = np.load(path)
     n = len(emb)
-    loaded_rss = _rss()
+    loaded_rss = peak_rss()
     steps: dict[str, float] = {}
     extra: dict[str, Any] = {}
     t0, c0 = time.perf_counter(), time.process_time()
@@ -122,24 +121,15 @@ def _child(kind: str, path: str) -> None:
         del train
         labels = _assign(emb, model.cluster_centers_.astype(np.float32))
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    rss = _rss()
+    rss = peak_rss()
     if kind != "ours":
         extra["mean_cosine"] = _mean_cosine(emb, labels)
     result = {"seconds": seconds, "cpu": cpu, "rss": rss, "loaded_rss": loaded_rss, "steps": steps}
     print(json.dumps({**result, **extra}))
 
 
-def _rss() -> int:
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec.
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmHWM:", 1)[1].split()[0]) * 1024
-
-
 def _measure(kind: str, path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(path)], check=True, capture_output=True, text=True
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = in_child(__file__, kind, str(path))
     print(f"[balanced] {kind}: {json.dumps(result)}", file=sys.stderr, flush=True)
     return result
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import row, table
+from common import in_child, peak_rss, row, table
 
 CMMD_PEER = "direct numpy float32, full Gram matrices (google-research/cmmd distance.py, ported)"
 PRDC_PEER = "prdc.compute_prdc (prdc package)"
@@ -65,17 +63,11 @@ def _child(kind: str, n: int) -> None:
         with contextlib.redirect_stdout(sys.stderr):  # compute_prdc prints the set sizes
             value = {key: float(v) for key, v in prdc.compute_prdc(x, y, 5).items()}
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec.
-    status = Path("/proc/self/status").read_text()
-    rss = int(status.split("VmHWM:", 1)[1].split()[0]) * 1024
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss": rss, "value": value}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss": peak_rss(), "value": value}))
 
 
 def _measure(kind: str, n: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(n)], check=True, capture_output=True, text=True
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = in_child(__file__, kind, str(n))
     print(f"[gap] {kind} n={n:,}: {result['seconds']:.1f} s", file=sys.stderr, flush=True)
     return result
 

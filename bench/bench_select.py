@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from common import row, table
+from common import in_child, peak_rss, row, table
 
 PEER = "pyarrow Table.group_by(caption_id).aggregate(max) + sort + top-K"
 GOAL_SECONDS, GOAL_GB = 10.0, 2.0
@@ -94,17 +93,11 @@ def _child(kind: str, run_dir: str) -> None:
         order = pc.sort_indices(best, sort_keys=[("weighted_max", "descending"), ("caption_id", "ascending")])
         kept = best.take(order[:TOP_K]).num_rows
     seconds = time.perf_counter() - t0
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec.
-    status = Path("/proc/self/status").read_text()
-    rss = int(status.split("VmHWM:", 1)[1].split()[0]) * 1024
-    print(json.dumps({"seconds": seconds, "rss": rss, "kept": kept}))
+    print(json.dumps({"seconds": seconds, "rss": peak_rss(), "kept": kept}))
 
 
 def _measure(kind: str, run_dir: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(run_dir)], check=True, capture_output=True, text=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_child(__file__, kind, str(run_dir))
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

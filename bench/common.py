@@ -16,6 +16,25 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 COLUMNS = ("name", "ours", "peer", "peer_name", "unit", "ratio", "notes")
 
 
+def peak_rss() -> int:
+    """This process's peak resident set in bytes: VmHWM, not ru_maxrss, since Linux carries ru_maxrss
+    over from the forking parent across exec."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:", 1)[1].split()[0]) * 1024
+
+
+def in_child(script: str, *args: str) -> dict[str, Any]:
+    """Run `python SCRIPT --child ARGS` (one side of a benchmark in a fresh process, so each side's peak
+    memory is its own) and return the JSON object its last stdout line holds."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, script, "--child", *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def median_seconds(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 5) -> float:
     """Median wall time of `fn()` over `repeat` calls after `warmup` untimed ones (caches, lazy loads)."""
     for _ in range(warmup):
