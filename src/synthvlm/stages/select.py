@@ -114,7 +114,8 @@ class SelectStage(Stage):
             eligible = ~light.column("nsfw").to_numpy(zero_copy_only=False)
             reasons[~eligible] = 1 + REASONS.index("unsafe")
         pool = np.flatnonzero(eligible)
-        ranked = pool[rank_candidates(keyed.take(pool), key="value", best_of_n=cfg.best_of_n)]
+        candidates = keyed.take(pool) if safety else keyed  # no copy of all rows when nothing is flagged
+        ranked = pool[rank_candidates(candidates, key="value", best_of_n=cfg.best_of_n)]
         reasons[ranked] = 1 + REASONS.index("not_selected")
         if cfg.strategy == "balanced":
             chosen = self._balanced(ranked, value, reasons)
