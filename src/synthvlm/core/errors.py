@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,6 +14,27 @@ class UserError(Exception):
 
 class ShardFailedError(RuntimeError):
     """Shards that failed on every attempt; raised so a run never skips one silently."""
+
+
+_NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+
+
+@contextmanager
+def writing(path: object) -> Iterator[None]:
+    """Turns running out of space while writing `path` into a one-line UserError naming the path.
+
+    The OSError of a failed write or flush carries no file name (Python's and pyarrow's alike), so the path
+    comes from the caller. What was committed stays; the rerun after space is freed redoes only the rest.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE:
+            raise
+        raise UserError(
+            f"cannot write {path}: {_NO_SPACE[exc.errno]} ({os.strerror(exc.errno)}); free space there "
+            "and rerun the command: committed shards are kept"
+        ) from exc
 
 
 _SEE_ABOVE = "Please check out the root cause in the stacktrace above."  # the CLI prints no stack trace

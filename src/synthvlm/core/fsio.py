@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from synthvlm.core.errors import UserError
+from synthvlm.core.errors import UserError, writing
 
 RunPath = Path | UPath
 """A run-directory path: a local `Path`, or a `UPath` on a remote fsspec filesystem."""
@@ -137,26 +137,29 @@ def atomic_path(path: str | os.PathLike[str] | UPath) -> Iterator[Path]:
     """Yield a local temporary path to write; on success it becomes `path` whole, on error it is removed.
 
     Locally: fsync, then rename onto `path`. Remotely: one upload to `path` (a single object PUT). Inside
-    `recording_writes`, the finished file's size and sha256 are recorded.
+    `recording_writes`, the finished file's size and sha256 are recorded. Running out of space is a
+    UserError naming the file (`errors.writing`); the temporary file is gone either way.
     """
     path = run_path(path)
     if is_local(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
-            yield tmp
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            _record(path, tmp)
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            with writing(path):  # a full disk is the user's to fix: one line naming the file
+                path.parent.mkdir(parents=True, exist_ok=True)
+                yield tmp
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                _record(path, tmp)
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
         return
     with tempfile.TemporaryDirectory(prefix="synthvlm-") as folder:
         tmp = Path(folder) / path.name
-        yield tmp
-        _record(path, tmp)
+        with writing(tmp):  # the local temporary file is what fills a disk here
+            yield tmp
+            _record(path, tmp)
         path.parent.mkdir(parents=True, exist_ok=True)  # no-op on object stores
         path.fs.put_file(str(tmp), path.path)
 

@@ -122,6 +122,9 @@ class RayExecutor:
         live = [worker_cls.remote(stage, self._threads) for _ in range(count)]
 
         def replace(dead: Any) -> Any:
+            # An actor Ray reports lost may only be unreachable (ActorUnavailableError: a node that stopped
+            # answering): kill it, so it never holds its CPUs or GPU, or a shard, for the rest of the run.
+            ray.kill(dead)
             live.remove(dead)
             live.append(worker_cls.remote(stage, self._threads))
             return live[-1]
