@@ -84,3 +84,23 @@ def test_pipeline_run_refuses_while_another_driver_holds_the_run(tmp_path: Path)
         assert not (run / "ingest").exists() and not (run / "config.yaml").exists()
     assert pipeline.run(run, config, stages=["ingest"], progress=False)["ingest"]["kept"] == 1
     assert not (run / "driver.lock").exists()
+
+
+def test_a_full_disk_while_taking_the_lock_names_it_and_leaves_no_lock(tmp_path, monkeypatch):
+    import errno
+
+    from synthvlm.core import lock
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lock.json, "dump", no_space)
+    path = tmp_path / "driver.lock"
+    with pytest.raises(UserError) as info:
+        with lock.run_lock(tmp_path):
+            pass
+    assert str(info.value) == (
+        f"cannot write {path}: the disk is full (No space left on device); free space there and rerun the "
+        "command: committed shards are kept"
+    )
+    assert not path.exists()

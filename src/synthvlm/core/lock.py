@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from synthvlm.core import fsio, layout
-from synthvlm.core.errors import UserError
+from synthvlm.core.errors import UserError, writing
 
 LEASE_SECONDS = 300.0
 """How long a lock stays valid without renewal: a holder that died on another machine blocks no longer."""
@@ -78,8 +78,12 @@ def _acquire_local(path: fsio.RunPath, holder: dict[str, Any]) -> None:
                 raise _refusal(path, other) from None
             path.unlink(missing_ok=True)
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(holder, fh)
+        try:
+            with writing(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(holder, fh)
+        except UserError:
+            path.unlink(missing_ok=True)  # half a lock would refuse the rerun
+            raise
         return
     raise _refusal(path, _read(path) or {})
 
