@@ -73,7 +73,7 @@ def _bare(name: str, scorer: Any, images: list[Image.Image], captions: list[str]
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Pairs/s of each scorer and of the bare loop over the same 64 pairs, batches of 16."""
+    """Pairs/s of each scorer and of the bare loop over the same 256 pairs, batches of 16."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args(argv)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from synthvlm.score.pairs import scorer_class
 
     transformers.utils.logging.disable_progress_bar()
-    n, batch, repeat = 64, 16, (3 if args.quick else 5)
+    n, batch, repeat = (64 if args.quick else 256), 16, (3 if args.quick else 5)
     images, captions = _inputs(n)
     configs = {
         "siglip": SiglipScorerConfig(model="builtin:tiny-siglip"),
