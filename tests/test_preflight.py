@@ -178,11 +178,6 @@ def test_pair_scorer_models_are_checked_with_their_builtin_stand_ins(tmp_path, h
     ]
     demo = load_config(REPO / "configs" / "demo-quality.yaml")
     assert _check(demo, pipeline.default_stages(demo), tmp_path).problems == ()
-    # An endpoint's model is not a hub model: only the transformers backend's is looked up.
-    endpoint = _config(
-        {"score": {"clip_model": "builtin:tiny-clip", "scorers": {"vqascore": {"backend": "openai"}}}}
-    )
-    assert _problems(endpoint, ["score"], tmp_path) == []
 
 
 def test_unknown_builtin_names_every_valid_one(tmp_path):
@@ -426,6 +421,25 @@ def test_the_judge_endpoint_answers_one_request(tmp_path, server, monkeypatch):
         "key (any non-empty value for a server without authentication)",
         f"curate.judge endpoint {silent} did not answer (APIConnectionError): start the server (e.g. `vllm "
         "serve m`) or fix curate.judge.base_url",
+    ]
+
+
+def test_the_vqascore_endpoint_answers_one_request(tmp_path, server, monkeypatch):
+    def vqa(base_url: str, key_env: str) -> list[str]:
+        scorer = {"backend": "openai", "model": "m", "base_url": base_url, "api_key_env": key_env}
+        config = _config({"score": {"clip_model": "builtin:tiny-clip", "scorers": {"vqascore": scorer}}})
+        return _problems(config, ["score"], tmp_path)
+
+    monkeypatch.setenv("SYNTHVLM_TEST_GOOD_KEY", "good")
+    monkeypatch.delenv("SYNTHVLM_TEST_NO_KEY", raising=False)
+    # The endpoint's model ("m") is not a hub model: only the endpoint is checked.
+    assert vqa(f"{server}/v1", "SYNTHVLM_TEST_GOOD_KEY") == []
+    silent = f"http://127.0.0.1:{_free_port()}/v1"
+    assert vqa(silent, "SYNTHVLM_TEST_NO_KEY") == [
+        "score.scorers.vqascore: environment variable SYNTHVLM_TEST_NO_KEY is not set: set it to the "
+        "endpoint's API key (any non-empty value for a server without authentication)",
+        f"score.scorers.vqascore endpoint {silent} did not answer (APIConnectionError): start the server "
+        "(e.g. `vllm serve m`) or fix score.scorers.vqascore.base_url",
     ]
 
 

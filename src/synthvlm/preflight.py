@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthvlm.config import JudgeConfig, RunConfig
+from synthvlm.config import JudgeConfig, RunConfig, VqaScoreConfig
 from synthvlm.core import fsio
 from synthvlm.core.errors import UserError
 from synthvlm.models import registry
@@ -102,6 +102,11 @@ def preflight(
         problems += _curate(cfg)
     if "generate" in stages and cfg.generate.quantize == "fp8":
         problems += _extra("generate.quantize fp8", ("torchao",), "pip install 'synthvlm[fp8]'")
+    vqa = cfg.score.scorers.vqascore
+    if "score" in stages and vqa is not None and vqa.backend == "openai":
+        field = "score.scorers.vqascore"
+        missing = _extra(f"{field} backend openai", ("openai",), "pip install 'synthvlm[curate]'")
+        problems += missing or _endpoint(field, vqa)
     if "select" in stages and cfg.select.strategy == "balanced":
         problems += _extra("select.strategy balanced", ("faiss",), "pip install 'synthvlm[select]'")
     if "export" in stages and cfg.export.out is not None:
@@ -239,7 +244,7 @@ def _curate(cfg: RunConfig) -> list[Problem]:
                 problems.append(Problem(str(exc), "put {caption} where the caption goes"))
         if judge.backend == "openai":
             missing = _extra("curate.judge backend openai", ("openai",), "pip install 'synthvlm[curate]'")
-            problems += missing or _endpoint(judge)
+            problems += missing or _endpoint("curate.judge", judge)
     return problems
 
 
@@ -290,21 +295,22 @@ def _destination(where: str, target: str | fsio.RunPath, fix: str) -> list[Probl
     return []
 
 
-def _endpoint(judge: JudgeConfig) -> list[Problem]:
-    """One request to the judge's OpenAI-compatible endpoint (listing its models), no retries."""
+def _endpoint(field: str, endpoint: JudgeConfig | VqaScoreConfig) -> list[Problem]:
+    """One request to an OpenAI-compatible endpoint (listing its models), no retries; `field` is the
+    config section that names it (`curate.judge`, `score.scorers.vqascore`)."""
     import openai
 
-    key = os.environ.get(judge.api_key_env)
+    key = os.environ.get(endpoint.api_key_env)
     problems = []
     if not key:
         problems.append(
             Problem(
-                f"curate.judge: environment variable {judge.api_key_env} is not set",
+                f"{field}: environment variable {endpoint.api_key_env} is not set",
                 "set it to the endpoint's API key (any non-empty value for a server without authentication)",
             )
         )
     client = openai.OpenAI(
-        base_url=judge.base_url, api_key=key or "unset", timeout=HUB_TIMEOUT, max_retries=0
+        base_url=endpoint.base_url, api_key=key or "unset", timeout=HUB_TIMEOUT, max_retries=0
     )
     url = str(client.base_url).rstrip("/")
     try:
@@ -312,17 +318,17 @@ def _endpoint(judge: JudgeConfig) -> list[Problem]:
     except openai.APIConnectionError as exc:  # refused, unresolvable or timed out
         problems.append(
             Problem(
-                f"curate.judge endpoint {url} did not answer ({type(exc).__name__})",
-                f"start the server (e.g. `vllm serve {judge.model}`) or fix curate.judge.base_url",
+                f"{field} endpoint {url} did not answer ({type(exc).__name__})",
+                f"start the server (e.g. `vllm serve {endpoint.model}`) or fix {field}.base_url",
             )
         )
     except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
         if key:
             problems.append(
                 Problem(
-                    f"curate.judge endpoint {url} refused the key in {judge.api_key_env} "
+                    f"{field} endpoint {url} refused the key in {endpoint.api_key_env} "
                     f"(HTTP {exc.status_code})",
-                    f"set {judge.api_key_env} to a key the endpoint accepts",
+                    f"set {endpoint.api_key_env} to a key the endpoint accepts",
                 )
             )
     except openai.APIStatusError:
