@@ -553,6 +553,11 @@ class RunConfig(_Model):
                 f"select.key names {', '.join(unknown)}, which this run does not score; score columns: "
                 f"{', '.join(columns)} (opt-in scorers go under score.scorers)"
             )
+        if self.select.strategy == "balanced" and not self.score.embeddings:
+            raise ValueError(
+                "select.strategy balanced clusters the CLIP image embeddings the score stage keeps: "
+                "set score.embeddings: true (its default)"
+            )
         return self
 
     def updated(self, section: str, *, unset: Sequence[str] = (), **changes: Any) -> RunConfig:

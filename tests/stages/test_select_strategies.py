@@ -147,6 +147,9 @@ def test_balanced_drops_near_duplicate_images_and_caps_each_cluster(tmp_path):
 
 
 def test_balanced_needs_the_embeddings(tmp_path):
+    with pytest.raises(UserError, match="set score.embeddings: true"):
+        parse_config({"select": {"strategy": "balanced"}, "score": {"embeddings": False}}, origin="test")
+    # A run scored before the embeddings existed has none: select says how to get them.
     _score_shard(tmp_path, [{"caption_id": "a", "candidate_index": 0, "clip": 0.3, "ssim": 0.1}])
     with pytest.raises(UserError, match="needs the CLIP embeddings the score stage keeps"):
         _select(tmp_path, strategy="balanced", top_k=1)
