@@ -127,12 +127,22 @@ def test_bad_input(tmp_path):
         _scorer(tmp_path, model="no-such-org/no-such-siglip").score(IMAGES[:1], CAPTIONS[:1])
 
 
-def test_a_sentencepiece_tokenizer_without_sentencepiece_is_a_user_error(tmp_path, tiny_siglip):
+def test_a_sentencepiece_tokenizer_without_sentencepiece_is_a_user_error(
+    tmp_path, tiny_siglip, monkeypatch, request
+):
     import importlib.util
     import shutil
 
-    if importlib.util.find_spec("sentencepiece") is not None:
-        pytest.skip("sentencepiece is installed")
+    from transformers.utils import import_utils
+
+    real = importlib.util.find_spec
+    # As on a machine without it (the models extra installs it): transformers looks it up by find_spec,
+    # once, so its cached answer is cleared before and after.
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sentencepiece" else real(name, *a)
+    )
+    import_utils.is_sentencepiece_available.cache_clear()
+    request.addfinalizer(import_utils.is_sentencepiece_available.cache_clear)
     # a hub SigLIP checkpoint's layout: spiece.model and a SiglipTokenizer config, no tokenizer.json
     folder = tmp_path / "hub-like"
     folder.mkdir()
