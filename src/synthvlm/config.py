@@ -589,6 +589,8 @@ def parse_config(data: dict[str, Any], *, origin: str) -> RunConfig:
 
 def _problem(loc: tuple[int | str, ...], kind: str, message: str) -> str:
     where = ".".join(str(p) for p in loc) or "(top level)"
+    if kind == "value_error" and not loc:  # a check across sections: its message names the keys
+        return message.removeprefix("Value error, ")
     if kind != "extra_forbidden":
         return f"{where}: {message.removeprefix('Value error, ')}"
     # A misspelt key: name the closest key the section has, or all of them.

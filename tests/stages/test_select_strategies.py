@@ -62,6 +62,12 @@ def test_a_weighted_sum_key_ranks_as_its_formula(tmp_path):
 
 
 def test_a_key_naming_a_column_the_run_does_not_score_is_refused():
+    with pytest.raises(UserError) as info:
+        parse_config({"select": {"key": "vqascore"}}, origin="recipe.yaml")
+    assert str(info.value) == (
+        "recipe.yaml: invalid config: select.key names vqascore, which this run does not score; score "
+        "columns: clip, ssim, weighted (opt-in scorers go under score.scorers)"
+    )
     with pytest.raises(UserError, match="select.key names siglip, which this run does not score"):
         parse_config({"select": {"key": {"siglip": 1.0, "ssim": 0.5}}}, origin="test")
     with pytest.raises(UserError, match="needs at least one column"):
