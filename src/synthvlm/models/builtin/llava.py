@@ -56,6 +56,27 @@ def _byte_tokenizer(merges: tuple[tuple[str, str], ...] = ()):  # -> transformer
     )
 
 
+def _lm_config(tokenizer, **extra):  # (PreTrainedTokenizerFast, ...) -> transformers.LlamaConfig
+    """The tiny Llama LM's config (LM_DIMS), its special tokens the tokenizer's."""
+    from transformers import LlamaConfig
+
+    d = LM_DIMS
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=d["hidden"],
+        intermediate_size=d["intermediate"],
+        num_hidden_layers=d["layers"],
+        num_attention_heads=d["heads"],
+        num_key_value_heads=d["heads"],
+        max_position_embeddings=d["max_positions"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        **extra,
+    )
+
+
 def _save_tiny_clip(path: Path) -> None:
     """A whole CLIPModel checkpoint plus image processor, laid out like openai/clip-vit-large-patch14-336."""
     save_clip(path, VISION_DIMS, vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1)
@@ -63,25 +84,12 @@ def _save_tiny_clip(path: Path) -> None:
 
 def build_tiny_llava(path: str | Path) -> Path:
     """Build (once) `path/vision` (tiny CLIPModel + processor) and `path/llm` (tiny Llama + tokenizer)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     def write(tmp: Path) -> None:
         _save_tiny_clip(tmp / "vision")
         tokenizer = _byte_tokenizer()
-        d = LM_DIMS
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=d["hidden"],
-            intermediate_size=d["intermediate"],
-            num_hidden_layers=d["layers"],
-            num_attention_heads=d["heads"],
-            num_key_value_heads=d["heads"],
-            max_position_embeddings=d["max_positions"],
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            tie_word_embeddings=False,
-        )
+        config = _lm_config(tokenizer)
         lm = seeded(lambda: LlamaForCausalLM(config).eval())
         lm.save_pretrained(tmp / "llm")
         tokenizer.save_pretrained(tmp / "llm")
@@ -129,7 +137,6 @@ def build_tiny_llava_hf(path: str | Path) -> Path:
     from transformers import (
         CLIPImageProcessorPil,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -137,7 +144,7 @@ def build_tiny_llava_hf(path: str | Path) -> Path:
 
     def write(tmp: Path) -> None:
         tokenizer = _byte_tokenizer(_ANSWER_MERGES)
-        d, v = LM_DIMS, VISION_DIMS
+        v = VISION_DIMS
         vision = CLIPVisionConfig(
             hidden_size=v["hidden"],
             intermediate_size=v["intermediate"],
@@ -146,20 +153,7 @@ def build_tiny_llava_hf(path: str | Path) -> Path:
             image_size=v["image"],
             patch_size=v["patch"],
         )
-        text = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=d["hidden"],
-            intermediate_size=d["intermediate"],
-            num_hidden_layers=d["layers"],
-            num_attention_heads=d["heads"],
-            num_key_value_heads=d["heads"],
-            max_position_embeddings=d["max_positions"],
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            initializer_range=0.5,
-            tie_word_embeddings=False,
-        )
+        text = _lm_config(tokenizer, initializer_range=0.5)
         config = LlavaConfig(
             vision_config=vision.to_dict(),
             text_config=text.to_dict(),
