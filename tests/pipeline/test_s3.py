@@ -13,13 +13,17 @@ real account is ever read.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from upath import UPath
@@ -111,7 +115,10 @@ def s3_run(s3: Any) -> dict[str, Any]:
         return any(k.rsplit("/", 1)[-1].startswith("generate-") for k in _keys(s3, "run/generate/done"))
 
     kill_when(["run", str(DEMO), "--run", url, "-q"], first_generate_shard_committed, timeout=600)
-    killed = {"keys": _keys(s3, "run"), "digest": _digest(s3, "run")}
+    keys = _keys(s3, "run")
+    # The batches committed inside the killed shard, read now: the rerun deletes them once it is done.
+    parts = {k.removeprefix(f"{BUCKET}/run/"): s3.cat(k) for k in keys if "/parts/" in k}
+    killed = {"keys": keys, "digest": _digest(s3, "run"), "parts": parts}
     result = cli("run", str(DEMO), "--run", url, "-q")
     assert result.returncode == 0, result.stderr
     assert f"run directory: {url}" in result.stdout
@@ -128,6 +135,18 @@ def test_sigkill_mid_generate_leaves_only_whole_objects(local_run, s3_run):
     reference = tree_digest(local_run, skip=SKIP)
     partial = dict(s3_run["killed"]["digest"])
     assert partial.pop("driver.lock")  # the killed driver's lock; the rerun took it over (its pid is gone)
+    # The killed shard's committed batches are whole objects too (a batch's rows table is its commit point,
+    # written after its images), and no finished run keeps them.
+    parts = s3_run["killed"]["parts"]
+    assert sorted(parts) == sorted(k for k in partial if "/parts/" in k)
+    for key, data in parts.items():
+        partial.pop(key)
+        if key.endswith(".parquet"):
+            assert pq.read_table(pa.BufferReader(data)).num_rows > 0, key
+            assert key.replace(".rows.parquet", ".images.tar") in parts, key  # written before its rows
+        else:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                assert all(tar.extractfile(m).read() for m in tar.getmembers()), key
     assert {k: reference.get(k) for k in partial} == partial
     assert sum(k.startswith("generate/images/") for k in partial) >= len(done)
     assert not any(k.startswith(("score/", "select/", "export/")) for k in partial)
