@@ -9,6 +9,7 @@ completion record is written.
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -37,8 +38,6 @@ class TaskParts:
 
     def write_tar(self, index: int, members: list[tuple[str, bytes]]) -> None:
         """A part's tar members (written before its rows table)."""
-        import tarfile
-
         with fsio.atomic_path(self.stage_dir.part(self.task, index, "images", ".tar")) as tmp:
             with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
                 for name, data in members:
@@ -57,15 +56,23 @@ class TaskParts:
         """Rows of table `kind` of part `index`, from its footer."""
         return fsio.parquet_rows(self.stage_dir.part(self.task, index, kind))
 
-    def tables(self, kind: str, count: int) -> list[pa.Table]:
-        """Table `kind` of parts 0..count-1."""
-        return [fsio.read_table(self.stage_dir.part(self.task, i, kind)) for i in range(count)]
+    def table(self, kind: str, count: int, table_schema: pa.Schema) -> pa.Table:
+        """Table `kind` of parts 0..count-1 as one table, in part order."""
+        tables = [fsio.read_table(self.stage_dir.part(self.task, i, kind)) for i in range(count)]
+        return concat(tables, table_schema)
 
     def tar_members(self, count: int) -> Iterator[tuple[str, bytes]]:
         """Every tar member of parts 0..count-1, in order."""
         for i in range(count):
             with fsio.local_copy(self.stage_dir.part(self.task, i, "images", ".tar")) as local:
                 yield from iter_tar(local)
+
+
+def concat(tables: list[pa.Table], table_schema: pa.Schema) -> pa.Table:
+    """Tables of one schema as one contiguous table, so it writes as a table built in one piece would."""
+    if not tables:
+        return table_schema.empty_table()
+    return pa.concat_tables(tables).combine_chunks().cast(table_schema)
 
 
 def remove_finished(stage_dir: layout.StageDir) -> None:

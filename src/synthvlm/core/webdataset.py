@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,18 +40,16 @@ def json_bytes(obj: dict[str, Any]) -> bytes:
 
 
 def encode_samples(
-    samples: list[tuple[str, Image.Image, dict[str, Any]]], *, fmt: str, quality: int
+    samples: list[tuple[str, Image.Image, dict[str, Any]]], *, fmt: str, quality: int, workers: int
 ) -> list[tuple[str, bytes]]:
     """The tar members of samples `(key, image, meta)`: `<key>.<ext>` then `<key>.json` each, in order.
 
-    Images encode on the machine's threads (Pillow releases the GIL), so a batch is ready to commit
+    Images encode on `workers` threads (Pillow releases the GIL), so a batch is ready to commit
     milliseconds after the model returns it.
     """
     from synthvlm.core.parallel import map_in_threads
 
-    blobs = map_in_threads(
-        lambda s: encode(s[1], fmt=fmt, quality=quality), samples, workers=os.cpu_count() or 1
-    )
+    blobs = map_in_threads(lambda s: encode(s[1], fmt=fmt, quality=quality), samples, workers)
     members = []
     for (key, _, meta), blob in zip(samples, blobs, strict=True):
         members += [(f"{key}.{fmt}", blob), (f"{key}.json", json_bytes(meta))]

@@ -80,7 +80,10 @@ class GenerateStage(Stage):
         ids, texts = captions.column("id").to_pylist(), captions.column("caption").to_pylist()
         items = [(ids[j // n - first], texts[j // n - first], j % n) for j in range(start, end)]
 
+        import torch
+
         gen = _generator(self)
+        threads = torch.get_num_threads()  # the worker's CPU budget (what Ray gives the actor) encodes
         prov = gen.provenance
         tokens = dict(zip(texts, gen.prompt_tokens(texts), strict=True))
         shard_rel = self.layout.image_shard_ref(task.index)
@@ -132,15 +135,15 @@ class GenerateStage(Stage):
                 if res.status == "ok":
                     meta = {k_: v for k_, v in row.items() if v is not None and k_ != "seconds"}
                     images.append((key, res.image, meta))
-            parts.write_tar(b, encode_samples(images, fmt=cfg.image_format, quality=cfg.jpeg_quality))
+            members = encode_samples(images, fmt=cfg.image_format, quality=cfg.jpeg_quality, workers=threads)
+            parts.write_tar(b, members)
             parts.commit(b, pa.Table.from_pylist(rows, schema=_PART))
             report_rows(len(batch))
         with fsio.atomic_path(self.layout.image_shard(task.index)) as tmp:
             with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
                 for name, data in parts.tar_members(len(batches)):
                     add_member(tar, name, data)
-        table = pa.concat_tables(parts.tables(ROWS, len(batches))) if batches else _PART.empty_table()
-        table = table.combine_chunks()
+        table = parts.table(ROWS, len(batches), _PART)
         candidates = table.drop_columns(["seconds"]).cast(schema.CANDIDATE)
         fsio.write_table(self.layout.shard(task.index), candidates)
         timing = table.select(["key", "seconds"]).cast(schema.TIMING)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from synthvlm.config import ScorersConfig
 from synthvlm.core import fsio, schema
-from synthvlm.core.checkpoint import ROWS, TaskParts
+from synthvlm.core.checkpoint import ROWS, TaskParts, concat
 from synthvlm.core.parallel import map_in_threads
 from synthvlm.core.progress import report_rows
 from synthvlm.core.stage import Stage, Task, TaskStats, rejected_table
@@ -135,13 +135,13 @@ class ScoreStage(Stage):
                     flush()
         if batch:
             flush()
-        scored = _concat(parts.tables(ROWS, n_parts), table_schema)
-        dropped = _concat(parts.tables("rejected", n_parts), schema.REJECTED)
+        scored = parts.table(ROWS, n_parts, table_schema)
+        dropped = parts.table("rejected", n_parts, schema.REJECTED)
         if rejected:  # unreadable images after the last batch
-            dropped = _concat([dropped, rejected_table(self.name, rejected)], schema.REJECTED)
+            dropped = concat([dropped, rejected_table(self.name, rejected)], schema.REJECTED)
         fsio.write_table(self.layout.shard(task.index), scored)
         if cfg.embeddings:
-            vectors = _concat(parts.tables("embeddings", n_parts), schema.EMBEDDINGS)
+            vectors = parts.table("embeddings", n_parts, schema.EMBEDDINGS)
             fsio.write_table(self.layout.embeddings(task.index), vectors)
         self.write_rejected_table(task, dropped)
         stats_extra = {
@@ -155,10 +155,3 @@ class ScoreStage(Stage):
             {"unreadable_image": n_rejected} if n_rejected else {},
             stats_extra,
         )
-
-
-def _concat(tables: list[pa.Table], table_schema: pa.Schema) -> pa.Table:
-    """The parts' tables as one (contiguous, so it writes as a single table would)."""
-    if not tables:
-        return table_schema.empty_table()
-    return pa.concat_tables(tables).combine_chunks().cast(table_schema)
