@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SDXL_VARIANTS ?= 8,16:compile,16:max-autotune,16:fp8+compile,16:fp8+max-autotune
 
-.PHONY: setup setup-browser test lint bench bench-gpu demo clean
+.PHONY: setup setup-browser test test-all lint bench bench-gpu demo clean
 
 setup:  ## create ./.venv and install synthvlm (editable) with dev tools, pinned by constraints.txt
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -13,8 +13,11 @@ setup:  ## create ./.venv and install synthvlm (editable) with dev tools, pinned
 setup-browser:  ## headless Chromium for the report's browser tests (Debian/Ubuntu, as root); they skip without it
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-test:  ## fast CPU test tier (slow/gpu tests are skipped)
+test:  ## every unit and in-process integration test (the fault tier, slow and gpu tests are skipped)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+test-all:  ## test, plus the fault tier: killed processes, S3 server, multi-node Ray, full disk, compiler, long fuzzing
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q --run-fault
 
 lint:
 	$(VENV)/bin/ruff check src tests bench

@@ -30,9 +30,11 @@ from synthvlm.core.driver import run_stage
 from synthvlm.core.stage import Task, TaskStats
 from synthvlm.executors.ray import RayExecutor
 from synthvlm.stages.generate import GenerateStage
-from tests.pipeline.helpers import cli, done_count, kill_when, tmp_exists, tree_digest
+from tests.pipeline.helpers import cli_process, done_count, kill_when, tmp_exists, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.fault  # process-level fault trials: make test-all
 DEMO = REPO / "configs" / "demo.yaml"
 SKIP = ("models/",)
 GENERATE_TASKS = 8  # 11 captions kept x 2 candidates, 3 images per shard (each a batch of one)
@@ -313,7 +315,7 @@ def test_driver_killed_mid_generate_resumes_to_identical_bytes(cluster, recipe, 
     committed = {p.name for p in (generate / "done").glob("generate-*.json")}
     print(f"driver killed after {at_kill[0]} generate shards; rerun: {GENERATE_TASKS - len(committed)}")
 
-    result = cli(*args)
+    result = cli_process(*args)
     assert result.returncode == 0, result.stderr
     assert not tmp_exists(run)
     assert tree_digest(run, skip=SKIP) == tree_digest(reference, skip=SKIP)

@@ -74,10 +74,8 @@ def config() -> RunConfig:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory, config: RunConfig) -> Path:
-    run = tmp_path_factory.mktemp("local") / "run"
-    pipeline.run(run, config, executor="local", progress=False)
-    return run
+def local_run(recipe_run: Path) -> Path:
+    return recipe_run
 
 
 def _through_generate(local_run: Path, dest: Path) -> Path:
@@ -104,6 +102,7 @@ def test_ray_run_is_byte_identical_to_local(ray_local, config, local_run, tmp_pa
     assert funnels["select"]["kept"] == 24
 
 
+@pytest.mark.fault
 def test_worker_killed_mid_shard_is_retried_elsewhere(ray_local, config, local_run, tmp_path):
     run = _through_generate(local_run, tmp_path / "run")
     executor = RayExecutor(config=config.ray, progress=False)
@@ -117,6 +116,7 @@ def test_worker_killed_mid_shard_is_retried_elsewhere(ray_local, config, local_r
     assert tree_digest(run, skip=SKIP) == tree_digest(local_run, skip=SKIP)
 
 
+@pytest.mark.fault
 def test_shard_that_keeps_failing_fails_the_stage_by_name(ray_local, config, local_run, tmp_path):
     run = _through_generate(local_run, tmp_path / "run")
     executor = RayExecutor(config=RayConfig(max_retries=1), progress=False)

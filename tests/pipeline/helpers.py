@@ -1,13 +1,17 @@
-"""Shared test helpers: tree comparison and killing a CLI subprocess at a chosen point."""
+"""Shared test helpers: tree comparison, the CLI in this process or as a real one, and killing a CLI
+subprocess at a chosen point."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 IGNORED = {"fingerprint.json", "config.yaml", "complete.json", "external-outputs.json"}  # paths, timings
@@ -29,8 +33,38 @@ def tree_digest(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def _invocation(args: list[str], cwd: Path | None) -> Iterator[None]:
+    argv, here = sys.argv, os.getcwd()
+    sys.argv = ["synthvlm", *args]
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+
+
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m synthvlm ARGS` to completion."""
+    """Run `synthvlm ARGS` in this process, as the console script does (`synthvlm.cli.main`): its exit
+    code, stdout and stderr. Loaded models stay cached between calls, so no call pays for imports and
+    loads again; what needs a real process (signals, a killed process, lock ownership, a library's own
+    stderr handlers) uses `cli_process`."""
+    from synthvlm.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    with _invocation(list(args), cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess(["synthvlm", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
+def cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m synthvlm ARGS` as a process of its own, to completion."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "synthvlm", *args], capture_output=True, text=True, env=env, cwd=cwd

@@ -23,6 +23,8 @@ import yaml
 from tests.pipeline.helpers import cli, done_count, tmp_exists, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.fault  # process-level fault trials: make test-all
 DEMO = REPO / "configs" / "demo.yaml"
 PAGE = 4096
 GENERATE_TASKS = 6  # 11 captions kept x 2 candidates, 4 images per shard

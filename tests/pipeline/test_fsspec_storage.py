@@ -38,10 +38,8 @@ def _done_records(root: Path | UPath) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("local") / "run"
-    pipeline.run(run, load_config(DEMO), progress=False)
-    return run
+def local_run(recipe_run: Path) -> Path:
+    return recipe_run
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ import yaml
 from tests.pipeline.helpers import cli, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.fault  # process-level fault trials: make test-all
 CAPTIONS = REPO / "src" / "synthvlm" / "data" / "demo_captions.jsonl"
 BATCH = 2
 """Images per pipeline call: the demo's 94 images in one shard are 47 parts."""

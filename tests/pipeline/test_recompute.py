@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Demo, copy_demo
 from tests.pipeline.helpers import cli
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("recompute") / "D"
-    result = cli("demo", "--out", str(out), "-q")
-    assert result.returncode == 0, result.stderr
-    return out
+def demo(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's demo folder: these tests change it."""
+    return copy_demo(demo, tmp_path_factory.mktemp("recompute") / "D")
 
 
 def _complete(run: Path) -> dict[str, bool]:

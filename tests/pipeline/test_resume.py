@@ -78,6 +78,7 @@ def _resume_after(tmp_path: Path, pool: Path, stage: str, ready) -> dict[str, st
         "dedup-after-2",
     ],
 )
+@pytest.mark.fault
 def test_killed_stage_resumes_to_identical_bytes(tmp_path, pool, reference, stage, ready):
     assert _resume_after(tmp_path, pool, stage, ready) == reference
 

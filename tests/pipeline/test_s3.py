@@ -29,13 +29,14 @@ import yaml
 from upath import UPath
 
 from synthvlm import pipeline
-from synthvlm.config import load_config
-from tests.pipeline.helpers import cli, kill_when, tree_digest
+from tests.pipeline.helpers import cli, cli_process, kill_when, tree_digest
 
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.fault  # process-level fault trials: make test-all
 DEMO = REPO / "configs" / "demo.yaml"
 BUCKET = "synthvlm-test"
 SKIP = ("models/",)  # a remote run builds its models in the local cache instead
@@ -96,11 +97,9 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def local_run(recipe_run: Path) -> Path:
     """The reference: the same recipe on a local path, in-process."""
-    run = tmp_path_factory.mktemp("local") / "run"
-    pipeline.run(run, load_config(DEMO), progress=False)
-    return run
+    return recipe_run
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +191,7 @@ def test_ray_workers_sharing_the_bucket_give_the_same_bytes(s3, local_run, tmp_p
     config = tmp_path / "demo-ray.yaml"
     config.write_text(yaml.safe_dump(recipe))
     url = f"s3://{BUCKET}/ray"
-    result = cli("run", str(config), "--run", url, "--executor", "ray", "-q")
+    result = cli_process("run", str(config), "--run", url, "--executor", "ray", "-q")
     assert result.returncode == 0, result.stderr
     assert _digest(s3, "ray") == tree_digest(local_run, skip=SKIP)
     assert _done_records(UPath(url)) == _done_records(local_run)
