@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from synthvlm.core import checkpoint, fsio, interrupt, layout
 from synthvlm.core.errors import UserError
-from synthvlm.core.stage import Stage, Task, TaskStats
-
-if TYPE_CHECKING:
-    from synthvlm.executors import Executor
+from synthvlm.core.progress import task_progress
+from synthvlm.core.stage import Executor, Stage, Task, TaskStats
 
 
 def fingerprint(stage: Stage) -> dict[str, Any]:
@@ -162,16 +160,23 @@ def run_stage(stage: Stage, executor: Executor) -> dict[str, Any]:
         if phase in stage.sequential_phases:
             done = completed(stage, phase)
             count = 0
-            stream = stage.run_sequential(phase, done)
-            while True:
-                with fsio.recording_writes() as written:  # a task's files are written as it is yielded
-                    item = next(stream, None)
-                if item is None:
-                    break
-                task, stats = item
-                count += 1
-                if stats is not None:
-                    commit(stage, task, stats, written)
+            # The phase runs here, not on the executor, with the same progress; its shard count is known
+            # only at its end, so it shows the shards reached (done before included) and no ETA. Whether
+            # progress is shown is the executor's setting (`make_executor(progress=...)`).
+            with task_progress(
+                stage.name, phase, total=None, unit=stage.unit, enabled=executor.progress
+            ) as shard_done:
+                stream = stage.run_sequential(phase, done)
+                while True:
+                    with fsio.recording_writes() as written:  # a task's files are written as it is yielded
+                        item = next(stream, None)
+                    if item is None:
+                        break
+                    task, stats = item
+                    count += 1
+                    if stats is not None:
+                        commit(stage, task, stats, written)
+                    shard_done()
             fsio.write_json(out.plan(phase), {"tasks": count})
             continue
         tasks = stage.tasks(phase)
@@ -226,3 +231,11 @@ def funnel(run_dir: fsio.RunPath, name: str) -> dict[str, Any]:
         "tasks_total": total,
         "complete": folder.complete.exists(),
     }
+
+
+def run_status(run_dir: fsio.RunPath) -> dict[str, Any]:
+    """`{"stages": {name: funnel}}` for every stage of the run that has started, in pipeline order."""
+    if not layout.is_run_dir(run_dir):
+        raise UserError(f"{run_dir} is not a synthvlm run directory (no {layout.CONFIG})")
+    stages = [name for name in layout.STAGE_ORDER if layout.StageDir(run_dir, name).root.is_dir()]
+    return {"stages": {name: funnel(run_dir, name) for name in stages}}

@@ -8,14 +8,15 @@ its inputs once) run in one process, committing each task as the stream reaches 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import pyarrow as pa
 
 from synthvlm.core import fsio, layout, schema
+from synthvlm.core.needs import Need
 
 if TYPE_CHECKING:
     from synthvlm.config import RunConfig
@@ -28,6 +29,9 @@ class Task:
     phase: str
     index: int
     payload: tuple[Any, ...] = ()
+    group: str = ""
+    """Tasks of one group share what their workers load (a generator's pipeline): executors run a group's
+    tasks together, on workers of their own."""
 
     @property
     def name(self) -> str:
@@ -87,6 +91,12 @@ class Stage(ABC):
         raise NotImplementedError
 
     @classmethod
+    def needs(cls, config: RunConfig) -> list[Need]:
+        """What the stage will need to run `config` (resolved): models, inputs, extras, endpoints,
+        destinations. `preflight` checks every declaration before any stage does work."""
+        return []
+
+    @classmethod
     def enabled(cls, config: RunConfig) -> bool:
         """Whether a whole-pipeline run includes this stage (optional stages say no unless configured)."""
         return True
@@ -124,3 +134,13 @@ def rejected_table(stage: str, rows: list[dict[str, Any]]) -> pa.Table:
     """Rejected rows (`id`, `reason`, and any other REJECTED columns) of a stage as a REJECTED table."""
     full = [{**dict.fromkeys(schema.REJECTED.names), "stage": stage, **row} for row in rows]
     return pa.Table.from_pylist(full, schema=schema.REJECTED)
+
+
+class Executor(Protocol):
+    """Runs the given pending tasks of one phase of a stage; returns when all are committed. It decides
+    where `driver.execute_task(stage, task)` runs, never what it computes (`synthvlm.executors`)."""
+
+    progress: bool
+    """Whether the phases it runs show progress (the driver's sequential phases follow it too)."""
+
+    def map(self, stage: Stage, tasks: Sequence[Task]) -> None: ...

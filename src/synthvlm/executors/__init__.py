@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
 from synthvlm.config import RunConfig
-from synthvlm.core.stage import Stage, Task
+from synthvlm.core.stage import Executor
 from synthvlm.executors.local import LocalExecutor
 from synthvlm.executors.ray import RayExecutor
 
+__all__ = ["EXECUTORS", "Executor", "make_executor"]
 
-class Executor(Protocol):
-    """Runs the given pending tasks of one phase of a stage; returns when all are committed."""
-
-    def map(self, stage: Stage, tasks: Sequence[Task]) -> None: ...
-
-
-EXECUTORS: dict[str, type] = {"local": LocalExecutor, "ray": RayExecutor}
-"""Registered executors by name; each is built by its `from_config(config, progress=...)`."""
+EXECUTORS: dict[str, type[LocalExecutor] | type[RayExecutor]] = {"local": LocalExecutor, "ray": RayExecutor}
+"""Registered executors by name; each is built by its `from_config(config, progress=...)` and declares
+what it needs beyond the stages (`needs()`, for the preflight)."""
 
 
 def make_executor(name: str, *, config: RunConfig | None = None, progress: bool = True) -> Executor:

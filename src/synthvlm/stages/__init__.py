@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from synthvlm.core import layout
 from synthvlm.core.stage import Stage
 from synthvlm.stages.caption import CaptionStage
 from synthvlm.stages.curate import CurateStage
@@ -16,5 +17,7 @@ STAGES: dict[str, type[Stage]] = {
     for stage in (CaptionStage, IngestStage, CurateStage, GenerateStage, ScoreStage, SelectStage, ExportStage)
 }
 """Every stage by name, in pipeline order (caption runs only when its inputs are configured)."""
+
+assert tuple(STAGES) == layout.STAGE_ORDER, "a stage class for every stage folder, in pipeline order"
 
 ORDER: list[str] = list(STAGES)
