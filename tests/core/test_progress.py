@@ -1,23 +1,30 @@
-"""What a run's output shows: progress numbers, the plain lines a log gets, none with -q, and no third-party
-noise (transformers' sequence-length notice and weight bars) while real warnings and other bars stay."""
+"""What a run's output shows: progress numbers, the plain lines a log gets (a sequential phase's too), none
+with -q, rows relayed from a worker, and no third-party noise (transformers' sequence-length notice and
+weight bars) while real warnings and other bars stay."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 
 import pytest
 
+from synthvlm import pipeline
+from synthvlm.config import RunConfig
 from synthvlm.core import progress
 from synthvlm.core.errors import UserError
 from synthvlm.core.progress import (
     PhaseProgress,
+    RowRelay,
     interval,
     report_rows,
+    rows_to,
     run_progress,
     task_progress,
 )
+from synthvlm.stages import ingest
 
 
 class Clock:
@@ -63,6 +70,15 @@ def test_a_single_stage_shows_no_stage_number_nor_run_time(clock):
         assert state.line() == "curate/filter: 1/2 shards, 0:00:05 elapsed, ETA 0:00:05"
 
 
+def test_a_phase_of_unknown_length_shows_the_shards_reached_and_no_eta(clock):
+    state = PhaseProgress("ingest", "read", total=None, unit="captions")
+    state.shards, state.rows = 1, 5
+    assert state.line() == "ingest/read: 1 shard, 5 captions, 0:00:00 elapsed"  # no rate at 0 s
+    clock.now = 4.0
+    state.shards, state.rows = 3, 2500
+    assert state.line() == "ingest/read: 3 shards, 2,500 captions, 625.00 captions/s, 0:00:04 elapsed"
+
+
 def test_without_a_terminal_a_line_every_interval_and_one_at_the_end(clock, monkeypatch, capsys):
     monkeypatch.setenv("SYNTHVLM_PROGRESS_INTERVAL", "0.01")
     with run_progress(["ingest", "score"]):
@@ -83,6 +99,37 @@ def test_without_a_terminal_a_line_every_interval_and_one_at_the_end(clock, monk
     assert all(line.startswith("score (stage 2/2): ") for line in lines)
 
 
+def test_ingest_prints_its_line_every_interval_while_it_reads(clock, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("SYNTHVLM_PROGRESS_INTERVAL", "0.01")
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"caption": f"caption {i}"}) + "\n" for i in range(2500)))
+    config = RunConfig().updated("ingest", inputs=[str(pool)], shard_rows=1000)
+    midway = "ingest/read: 2 shards, 2,100 captions, 210.00 captions/s, 0:00:10 elapsed\n"
+    seen = ""
+    real = ingest.read
+
+    def read_then_wait(path, **kwargs):
+        nonlocal seen
+        for n, record in enumerate(real(path, **kwargs), 1):
+            yield record
+            if n == 2100:  # two shards committed, the third being read: the periodic line shows it
+                clock.now = 10.0
+                deadline = time.monotonic() + 10
+                while midway not in seen and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    seen += capsys.readouterr().out
+                clock.now = 20.0
+
+    monkeypatch.setattr(ingest, "read", read_then_wait)
+    result = pipeline.run(tmp_path / "run", config, stages=["ingest"])
+    assert (result["ingest"]["in"], result["ingest"]["tasks_total"]) == (2500, 3)
+    seen += capsys.readouterr().out
+    assert midway in seen
+    lines = seen.splitlines()
+    assert lines[-1] == "ingest/read: 3 shards, 2,500 captions, 125.00 captions/s, 0:00:20 elapsed"
+    assert all(line.startswith("ingest/read: ") for line in lines if line)
+
+
 def test_a_failed_phase_prints_no_final_line(clock, monkeypatch, capsys):
     monkeypatch.setenv("SYNTHVLM_PROGRESS_INTERVAL", "600")
     with pytest.raises(KeyboardInterrupt):
@@ -99,6 +146,23 @@ def test_quiet_prints_nothing(clock, monkeypatch, capsys):
         time.sleep(0.05)
         shard_done()
     assert capsys.readouterr().out == ""
+
+
+def test_a_relay_passes_rows_on_at_most_once_an_interval(clock):
+    sent: list[int] = []
+    relay = RowRelay(sent.append, every=0.5)
+    with rows_to(relay):
+        report_rows(3)  # the first at once
+        clock.now = 0.2
+        report_rows(4)
+        report_rows(5)  # within 0.5 s of the last send: held
+        assert sent == [3]
+        clock.now = 0.7
+        report_rows(1)
+        clock.now = 0.8
+        report_rows(2)  # held: goes with the task's result
+    report_rows(100)  # outside: reaches no one
+    assert (sent, relay.reported) == ([3, 10], 15)
 
 
 def test_the_interval_comes_from_the_environment(monkeypatch):

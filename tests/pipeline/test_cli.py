@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -411,7 +411,8 @@ def test_progress_lines_without_a_terminal_and_none_with_quiet(tmp_path, monkeyp
     run = str(tmp_path / "run")
     assert _main(monkeypatch, capsys, "ingest", _captions(tmp_path), "--run", run) == (
         0,
-        "ingest: in 3, kept 3, dropped none\n",  # a sequential phase: no executor, no progress
+        # a sequential phase: shards reached so far (its total is known at its end), no rate at 0 s
+        "ingest/read: 1 shard, 3 captions, 0:00:00 elapsed\ningest: in 3, kept 3, dropped none\n",
         "",
     )
     assert _main(monkeypatch, capsys, "curate", "--run", run) == (

@@ -158,7 +158,8 @@ def test_bad_inputs_are_user_errors(tmp_path: Path, models: Path) -> None:
     pq.write_table(pa.table({"caption": ["x"]}), tmp_path / "t.parquet")
     with pytest.raises(UserError, match="no image column"):
         caption_images(run, [str(tmp_path / "t.parquet")], model=MODEL, max_new_tokens=6, progress=False)
-    with pytest.raises(UserError, match="unknown builtin model 'builtin:nope'; valid: builtin:tiny-blip-cap"):
+    unknown = "unknown builtin model 'builtin:nope'; valid: builtin:tiny-aesthetic, builtin:tiny-blip-cap"
+    with pytest.raises(UserError, match=unknown):
         caption_images(run, [str(_write(tmp_path))], model="builtin:nope", progress=False)
 
 

@@ -1,12 +1,43 @@
-"""`synthvlm caption`: a thin shell over `caption_images`, which runs the caption stage (ingest reads it)."""
+"""`synthvlm caption`: the caption stage (ingest reads its shards), run as every stage command runs its
+stages; `caption_images` is the same from Python."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from synthvlm.config import RunConfig
+
+
+def caption_config(
+    run_dir: str | Path,
+    inputs: Sequence[str],
+    *,
+    model: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    prompt: str | None = None,
+    max_new_tokens: int | None = None,
+) -> RunConfig:
+    """The run's config (a new run's defaults) with these images and caption settings: the options left
+    None keep the run's own."""
+    from synthvlm import pipeline
+    from synthvlm.config import RunConfig
+
+    config = pipeline.load_run_config(run_dir) or RunConfig()
+    return config.updated(
+        "caption",
+        inputs=list(inputs),
+        model=model,
+        batch_size=batch_size,
+        device=device,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+    )
 
 
 def caption_images(
@@ -26,12 +57,10 @@ def caption_images(
     Resumable like every stage: rerunning the same command does no work.
     """
     from synthvlm import pipeline
-    from synthvlm.config import RunConfig
 
-    config = pipeline.load_run_config(run_dir) or RunConfig()
-    config = config.updated(
-        "caption",
-        inputs=list(inputs),
+    config = caption_config(
+        run_dir,
+        inputs,
         model=model,
         batch_size=batch_size,
         device=device,
@@ -71,11 +100,13 @@ def caption(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Caption real images with an image-to-text model; the next ingest reads the captions."""
+    # The stage commands' one runner: progress, graceful stops and the resume line, the funnel printed.
+    from synthvlm.cli import _run_stages
     from synthvlm.core.errors import UserError
 
     if recompute not in (None, "caption"):
         raise UserError(f"caption can only recompute itself (--from caption), not {recompute!r}")
-    f = caption_images(
+    config = caption_config(
         run,
         images,
         model=model,
@@ -83,11 +114,8 @@ def caption(
         device=device,
         prompt=prompt,
         max_new_tokens=max_new_tokens,
-        recompute=recompute is not None,
-        progress=not quiet,
     )
-    dropped = ", ".join(f"{r}={n}" for r, n in f["dropped"].items()) or "none"
-    typer.echo(f"caption: in {f['in']}, kept {f['kept']}, dropped {dropped}")
+    _run_stages(str(run), config, ["caption"], recompute, "local", quiet)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,10 @@ the time elapsed, an ETA from the shard rate, and, within a run of several stage
 the run's elapsed time. On a terminal that is a rich bar; when stdout is not one (nohup, Slurm, `tee`) it is
 one plain line every `SYNTHVLM_PROGRESS_INTERVAL` seconds (default 30) and one when the phase ends, so a log
 shows how far a long stage is. Display only: nothing here changes what a stage writes.
+
+Rows reach the phase's numbers through `report_rows`, which stage code calls wherever it runs: in the
+driver's process directly, from a worker process (Ray) through `rows_to` and a `RowRelay` that the executor
+connects to the driver.
 """
 
 from __future__ import annotations
@@ -50,6 +54,36 @@ def report_rows(rows: int) -> None:
         callback(rows)
 
 
+@contextmanager
+def rows_to(callback: Callable[[int], None]) -> Iterator[None]:
+    """Within it, `report_rows` calls `callback`: how a worker process hands its rows on to the driver."""
+    token = _report.set(callback)
+    try:
+        yield
+    finally:
+        _report.reset(token)
+
+
+class RowRelay:
+    """Sums the rows reported in a worker and passes them to `send` at most once every `every` seconds (the
+    first at once), so carrying them to the driver costs no remote call per batch. Rows held back go with
+    the next send, or with the task's result: `reported` is all of them."""
+
+    def __init__(self, send: Callable[[int], None], *, every: float) -> None:
+        self.send, self.every = send, every
+        self.reported = 0
+        self.unsent = 0
+        self.sent_at = -math.inf
+
+    def __call__(self, rows: int) -> None:
+        self.reported += rows
+        self.unsent += rows
+        now = _now()
+        if self.unsent and now - self.sent_at >= self.every:
+            self.send(self.unsent)
+            self.unsent, self.sent_at = 0, now
+
+
 def interval() -> float:
     """Seconds between plain progress lines: `$SYNTHVLM_PROGRESS_INTERVAL`, default 30."""
     text = os.environ.get(INTERVAL_ENV, "").strip()
@@ -81,7 +115,7 @@ def _hms(seconds: float) -> str:
 class PhaseProgress:
     """What one phase has done so far: the numbers the bar and the plain line both show."""
 
-    def __init__(self, stage: str, phase: str, *, total: int, unit: str) -> None:
+    def __init__(self, stage: str, phase: str, *, total: int | None, unit: str) -> None:
         self.stage, self.phase, self.total, self.unit = stage, phase, total, unit
         self.shards = 0
         self.rows = 0
@@ -99,14 +133,20 @@ class PhaseProgress:
 
     def summary(self) -> str:
         """Shards done of the total, rows and their rate (once a task reported some), elapsed, ETA, and the
-        run's time in a run of several stages."""
+        run's time in a run of several stages. A phase whose total is not known yet (a sequential phase
+        streams its input) shows the shards it has reached and no ETA."""
         now = _now()
         elapsed = now - self.started
-        parts = [f"{self.shards}/{self.total} shards"]
+        if self.total is None:
+            parts = [f"{self.shards} shard" + ("" if self.shards == 1 else "s")]
+        else:
+            parts = [f"{self.shards}/{self.total} shards"]
         if self.rows:
-            parts += [f"{self.rows:,} {self.unit}", f"{self.rows / max(elapsed, 1e-9):,.2f} {self.unit}/s"]
+            parts.append(f"{self.rows:,} {self.unit}")
+            if elapsed > 0:  # no rate before any time has passed
+                parts.append(f"{self.rows / elapsed:,.2f} {self.unit}/s")
         parts.append(f"{_hms(elapsed)} elapsed")
-        if 0 < self.shards < self.total:
+        if self.total is not None and 0 < self.shards < self.total:
             parts.append(f"ETA {_hms(elapsed / self.shards * (self.total - self.shards))}")
         if self.run is not None:
             parts.append(f"run {_hms(now - self.run.started)}")
@@ -130,9 +170,10 @@ class _SummaryColumn(ProgressColumn):
 
 @contextmanager
 def task_progress(
-    stage: str, phase: str, *, total: int, unit: str = "rows", enabled: bool = True
+    stage: str, phase: str, *, total: int | None, unit: str = "rows", enabled: bool = True
 ) -> Iterator[Callable[[], None]]:
-    """Progress over a phase's `total` shards; yields a callback that marks one shard done.
+    """Progress over a phase's `total` shards (None: not known until the phase ends); yields a callback
+    that marks one shard done. Rows come from `report_rows` within it.
 
     A rich bar when stdout is a terminal, else a plain line every `interval()` seconds and at the end.
     """
@@ -144,16 +185,13 @@ def task_progress(
     def rows(n: int) -> None:
         state.rows += n
 
-    token = _report.set(rows)
-    try:
+    with rows_to(rows):
         if sys.stdout.isatty():
             with _bar(state) as shard_done:
                 yield shard_done
         else:
             with _lines(state, every=interval()) as shard_done:
                 yield shard_done
-    finally:
-        _report.reset(token)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from synthvlm.config import RunConfig
 from synthvlm.core.driver import execute_task
+from synthvlm.core.needs import Need
 from synthvlm.core.progress import task_progress
 from synthvlm.core.stage import Stage, Task
 
@@ -15,6 +16,11 @@ class LocalExecutor:
 
     def __init__(self, *, progress: bool = True) -> None:
         self.progress = progress
+
+    @classmethod
+    def needs(cls) -> list[Need]:
+        """Nothing beyond the stages' own needs."""
+        return []
 
     @classmethod
     def from_config(cls, config: RunConfig, *, progress: bool = True) -> LocalExecutor:

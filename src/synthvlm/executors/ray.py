@@ -5,18 +5,28 @@ runs. The driver holds only the queue of pending tasks (indices and small payloa
 to whichever worker is free. A task whose worker died or raised goes back on the queue, at most
 `max_retries` times; a task that still fails makes the phase raise `ShardFailedError` naming it, after
 every other task of the phase has committed. Ray is imported only when a phase runs on it.
+
+The rows a worker's stage reports (`report_rows`) go to a small counter actor, summed in the worker and sent
+at most every `STOP_POLL` seconds without waiting for an answer; the driver takes them from the counter
+whenever it wakes up, so its progress shows rows and their rate while shards are still running. A finished
+task returns all of its rows with its result, so the count of finished shards is exact.
 """
 
 from __future__ import annotations
 
 import collections
+import time
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from synthvlm.config import RayConfig, RunConfig
 from synthvlm.core import fsio, interrupt
 from synthvlm.core.driver import execute_task
 from synthvlm.core.errors import ShardFailedError, UserError
+from synthvlm.core.needs import Extra, Need
+from synthvlm.core.progress import RowRelay, report_rows, rows_to, task_progress
 from synthvlm.core.stage import Stage, Task
 
 STOP_POLL = 0.5
@@ -48,20 +58,106 @@ def _pin_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+class _RowCounter:
+    """An actor holding the rows workers report while their tasks run, until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[tuple[int, str], int]] = {}  # phase -> (task index, attempt) -> rows
+        self.changed: dict[int, dict[int, int]] = {}  # phase -> task index -> rows, since the last take
+
+    def add(self, phase: int, task: int, attempt: str, rows: int) -> None:
+        attempts = self.rows.setdefault(phase, {})
+        attempts[task, attempt] = attempts.get((task, attempt), 0) + rows
+        changed = self.changed.setdefault(phase, {})
+        changed[task] = max(changed.get(task, 0), attempts[task, attempt])
+
+    def take(self, phase: int) -> dict[int, int]:
+        """Rows so far of the phase's tasks that reported since the last take (the furthest attempt's)."""
+        return self.changed.pop(phase, {})
+
+    def forget(self, phase: int) -> None:
+        self.rows.pop(phase, None)
+        self.changed.pop(phase, None)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Where a worker's tasks report rows: the run's counter, under the key of the phase being run."""
+
+    counter: Any
+    phase: int
+
+
+def _execute(stage: Stage, task: Task, rows: _Rows | None) -> int | None:
+    """`execute_task`, with the rows the stage reports relayed to the driver's progress while it runs;
+    returns them all, so the driver counts a finished shard exactly without waiting on the counter."""
+    if rows is None:
+        execute_task(stage, task)
+        return None
+    attempt = uuid.uuid4().hex
+    relay = RowRelay(lambda n: rows.counter.add.remote(rows.phase, task.index, attempt, n), every=STOP_POLL)
+    with rows_to(relay):
+        execute_task(stage, task)
+    return relay.reported
+
+
 class _Worker:
     """An actor that keeps one stage object, so the models it loads serve every task it is sent."""
 
-    def __init__(self, stage: Stage, threads: int | None) -> None:
+    def __init__(self, stage: Stage, threads: int | None, rows: _Rows | None) -> None:
         _pin_threads(threads)
         self.stage = stage
+        self.rows = rows
 
-    def run(self, task: Task) -> None:
-        execute_task(self.stage, task)
+    def run(self, task: Task) -> int | None:
+        return _execute(self.stage, task, self.rows)
 
 
-def _run_light(stage: Stage, task: Task, threads: int | None) -> None:
+def _run_light(stage: Stage, task: Task, threads: int | None, rows: _Rows | None) -> int | None:
     _pin_threads(threads)
-    execute_task(stage, task)
+    return _execute(stage, task, rows)
+
+
+class _RowPoll:
+    """Driver side: brings the phase's rows into its progress, from the counter while tasks run (never
+    waiting on it) and from each finished task's result.
+
+    A task retried after its worker died reports the rows the dead one committed again, as every task
+    reports its resumed rows: each task counts once, by its furthest attempt.
+    """
+
+    def __init__(self, ray: Any, target: _Rows) -> None:
+        self.ray, self.target = ray, target
+        self.alive = True
+        self.credited: dict[int, int] = {}
+        self.asked: Any = None
+        self.asked_at = -STOP_POLL
+
+    def poll(self) -> None:
+        """Count what the last question brought, if it is back; ask again at most every `STOP_POLL` s."""
+        if self.asked is not None:
+            if not self.ray.wait([self.asked], timeout=0)[0]:
+                return
+            try:
+                for task, rows in self.ray.get(self.asked).items():
+                    self.credit(task, rows)
+            except self.ray.exceptions.RayError:
+                self.alive = False  # the counter is gone (its node was lost): rows come with results only
+            self.asked = None
+        if self.alive and time.monotonic() - self.asked_at >= STOP_POLL:
+            self.asked, self.asked_at = self.target.counter.take.remote(self.target.phase), time.monotonic()
+
+    def credit(self, task: int, rows: int) -> None:
+        """Show a task's rows so far, those it showed already excepted."""
+        new = rows - self.credited.get(task, 0)
+        if new > 0:
+            self.credited[task] = rows
+            report_rows(new)
+
+    def close(self) -> None:
+        """Let the counter drop the phase (not waited on)."""
+        if self.alive:
+            self.target.counter.forget.remote(self.target.phase)
 
 
 class RayExecutor:
@@ -71,6 +167,13 @@ class RayExecutor:
         self.config = config
         self.progress = progress
         self._threads: int | None = None
+        self._counter: Any = None
+        self._phases = 0
+
+    @classmethod
+    def needs(cls) -> list[Need]:
+        """What running tasks on Ray takes: Ray itself."""
+        return [Extra("--executor ray", ("ray",), "pip install 'synthvlm[ray]'")]
 
     @classmethod
     def from_config(cls, config: RunConfig, *, progress: bool = True) -> RayExecutor:
@@ -84,17 +187,35 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=self.config.address)
             interrupt.reclaim_signals()
-        from synthvlm.core.progress import task_progress
-
         if self._threads is None:
             self._threads = self.config.threads or _torch_threads()
+        rows = _RowPoll(ray, self._rows(ray)) if self.progress else None
         with task_progress(
             stage.name, tasks[0].phase, total=len(tasks), unit=stage.unit, enabled=self.progress
         ) as shard_done:
-            if stage.uses_model:
-                self._on_actors(ray, stage, tasks, shard_done)
-            else:
-                self._as_tasks(ray, stage, tasks, shard_done)
+            try:
+                if stage.uses_model:
+                    # Each group (a generator's tasks) gets its own pool of actors, one group after another:
+                    # an actor loads one model and serves only tasks that use it.
+                    groups: dict[str, list[Task]] = {}
+                    for task in tasks:
+                        groups.setdefault(task.group, []).append(task)
+                    for group in groups.values():
+                        self._on_actors(ray, stage, group, shard_done, rows)
+                else:
+                    self._as_tasks(ray, stage, tasks, shard_done, rows)
+            finally:
+                if rows is not None:
+                    rows.close()
+
+    def _rows(self, ray: Any) -> _Rows:
+        """Where this phase's workers report rows: one counter for the executor's life (an actor starts
+        once, not per phase), under a key of the phase's own."""
+        if self._counter is None:
+            # No CPU: it never takes a worker's place. Ray ends it once no handle to it is left.
+            self._counter = ray.remote(_RowCounter).options(num_cpus=0, max_restarts=0).remote()
+        self._phases += 1
+        return _Rows(self._counter, self._phases)
 
     # -- resources ----------------------------------------------------------------------------------
     def _options(self, ray: Any) -> dict[str, Any]:
@@ -115,18 +236,21 @@ class RayExecutor:
         return 2
 
     # -- scheduling ---------------------------------------------------------------------------------
-    def _on_actors(self, ray: Any, stage: Stage, tasks: Sequence[Task], shard_done: Any) -> None:
+    def _on_actors(
+        self, ray: Any, stage: Stage, tasks: Sequence[Task], shard_done: Any, rows: _RowPoll | None
+    ) -> None:
         options = self._options(ray)
         worker_cls = ray.remote(_Worker).options(**options, max_restarts=0, max_task_retries=0)
         count = min(self._actor_count(ray, options), len(tasks))
-        live = [worker_cls.remote(stage, self._threads) for _ in range(count)]
+        target = rows.target if rows is not None else None
+        live = [worker_cls.remote(stage, self._threads, target) for _ in range(count)]
 
         def replace(dead: Any) -> Any:
             # An actor Ray reports lost may only be unreachable (ActorUnavailableError: a node that stopped
             # answering): kill it, so it never holds its CPUs or GPU, or a shard, for the rest of the run.
             ray.kill(dead)
             live.remove(dead)
-            live.append(worker_cls.remote(stage, self._threads))
+            live.append(worker_cls.remote(stage, self._threads, target))
             return live[-1]
 
         try:
@@ -137,6 +261,7 @@ class RayExecutor:
                 stage,
                 tasks,
                 shard_done,
+                rows,
                 idle=collections.deque(),
                 starting={actor.__ray_ready__.remote(): actor for actor in live},
                 submit=lambda actor, task: actor.run.remote(task),
@@ -147,8 +272,11 @@ class RayExecutor:
             for actor in live:
                 ray.kill(actor)
 
-    def _as_tasks(self, ray: Any, stage: Stage, tasks: Sequence[Task], shard_done: Any) -> None:
+    def _as_tasks(
+        self, ray: Any, stage: Stage, tasks: Sequence[Task], shard_done: Any, rows: _RowPoll | None
+    ) -> None:
         options = {**self._options(ray), "num_gpus": 0}
+        target = rows.target if rows is not None else None
         remote = ray.remote(_run_light).options(**options, max_retries=0)
         stage_ref = ray.put(stage)
         # Keep the cluster busy without queueing the whole phase on it: the queue stays on the driver.
@@ -158,9 +286,10 @@ class RayExecutor:
             stage,
             tasks,
             shard_done,
+            rows,
             idle=collections.deque([None] * min(slots, len(tasks))),
             starting={},
-            submit=lambda _, task: remote.remote(stage_ref, task, self._threads),
+            submit=lambda _, task: remote.remote(stage_ref, task, self._threads, target),
             replace=lambda slot: slot,
             ready=None,
         )
@@ -171,6 +300,7 @@ class RayExecutor:
         stage: Stage,
         tasks: Sequence[Task],
         shard_done: Any,
+        rows: _RowPoll | None,
         *,
         idle: collections.deque[Any],
         starting: dict[Any, Any],
@@ -189,6 +319,8 @@ class RayExecutor:
                 worker, task = idle.popleft(), pending.popleft()
                 in_flight[submit(worker, task)] = (task, worker)
             ready_refs, _ = ray.wait([*in_flight, *starting], num_returns=1, timeout=STOP_POLL)
+            if rows is not None:
+                rows.poll()
             if not ready_refs:
                 # A requested stop (SIGTERM, Ctrl-C) ends the phase here: the actors are killed on the way
                 # out, each losing at most its batch in flight, since model stages commit every batch.
@@ -213,7 +345,7 @@ class RayExecutor:
                 continue
             task, worker = in_flight.pop(ref)
             try:
-                ray.get(ref)
+                reported = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 if isinstance(exc, ray.exceptions.RayActorError):
                     worker = replace(worker)  # the actor is gone; its task goes to another one
@@ -227,6 +359,8 @@ class RayExecutor:
                     pending.append(task)
                 continue
             idle.append(worker)
+            if rows is not None and reported is not None:  # None: the shard was done before
+                rows.credit(task.index, reported)
             shard_done()
             interrupt.checkpoint()
         # Nothing runs now; temporary files here were left by killed workers and belong to no output.

@@ -22,6 +22,8 @@ import pyarrow as pa
 from synthvlm.config import RunConfig
 from synthvlm.core import fsio, layout, schema
 from synthvlm.core.errors import UserError
+from synthvlm.core.needs import RECIPE_FIX, Exists, Model, Need
+from synthvlm.core.progress import report_rows
 from synthvlm.core.stage import Stage, Task, TaskStats
 from synthvlm.core.webdataset import sample_key
 
@@ -124,6 +126,14 @@ class CaptionStage(Stage):
         if not fsio.is_local(self.run_dir):
             # Its rows point at image files by local path, for the alignment filters to open.
             raise UserError(f"{self.run_dir}: the caption stage needs a local run directory, not a URL")
+
+    @classmethod
+    def needs(cls, config: RunConfig) -> list[Need]:
+        cfg = config.caption
+        return [
+            *(Exists(f"caption.inputs: {raw}", raw, "any", RECIPE_FIX) for raw in cfg.inputs),
+            Model("caption.model", cfg.model, "transformers", alternative="tiny-blip-caption"),
+        ]
 
     @classmethod
     def enabled(cls, config: RunConfig) -> bool:
@@ -232,6 +242,7 @@ class CaptionStage(Stage):
         )
         fsio.write_table(self.layout.shard(task.index), table)
         self.write_rejected(task, rejected)
+        report_rows(len(task.payload))
         return TaskStats(len(task.payload), len(kept), dict(Counter(r["reason"] for r in rejected)))
 
     @staticmethod

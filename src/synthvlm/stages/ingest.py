@@ -6,17 +6,22 @@ import hashlib
 import itertools
 import os
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from synthvlm.core import fsio, schema
 from synthvlm.core.errors import UserError
 from synthvlm.core.ids import IdAssigner
+from synthvlm.core.needs import Inputs, Need, Refusal
+from synthvlm.core.progress import report_rows
 from synthvlm.core.stage import Stage, Task, TaskStats
 from synthvlm.readers import BadRecord, Record, UnreadableFileError, detect_format, expand_inputs, read
 from synthvlm.stages.caption import CaptionStage
+
+if TYPE_CHECKING:
+    from synthvlm.config import RunConfig
 
 
 class IngestStage(Stage):
@@ -40,6 +45,13 @@ class IngestStage(Stage):
             return expand_inputs(patterns)
         except UnreadableFileError as exc:
             raise UserError(str(exc)) from None
+
+    @classmethod
+    def needs(cls, config: RunConfig) -> list[Need]:
+        if config.ingest.inputs or config.caption.inputs:  # a captioned run also reads the caption shards
+            return [Inputs("ingest.inputs", tuple(config.ingest.inputs))]
+        fix = "list caption files in ingest.inputs, or pass them to `synthvlm ingest`"
+        return [Refusal("ingest.inputs is empty", fix)]
 
     def settings(self) -> dict[str, Any]:
         # A content digest, so an input edited in place (same size or not) is noticed on resume.
@@ -81,7 +93,7 @@ class IngestStage(Stage):
         ids = IdAssigner()
         chunk: list[Record | BadRecord] = []
         index = 0
-        for record in itertools.islice(self._stream(), self.config.ingest.limit):
+        for record in _counted(itertools.islice(self._stream(), self.config.ingest.limit)):
             chunk.append(record)
             if len(chunk) == size:
                 yield self._flush(index, chunk, ids, write=index not in done)
@@ -128,6 +140,20 @@ class IngestStage(Stage):
         return task, TaskStats(
             len(chunk), len(rows), dict(dropped), {"duplicate_ids": ids.duplicates - before}
         )
+
+
+REPORT_EVERY = 100
+"""Records read between two reports to the progress: live, at a cost no reader notices."""
+
+
+def _counted(records: Iterable[Record | BadRecord]) -> Iterator[Record | BadRecord]:
+    """The records, counted into the progress as they are read."""
+    n = 0
+    for n, record in enumerate(records, 1):
+        if n % REPORT_EVERY == 0:
+            report_rows(REPORT_EVERY)
+        yield record
+    report_rows(n % REPORT_EVERY)
 
 
 def _sha256(path: str) -> str:
