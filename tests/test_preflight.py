@@ -183,10 +183,12 @@ def test_pair_scorer_models_are_checked_with_their_builtin_stand_ins(tmp_path, h
 def test_unknown_builtin_names_every_valid_one(tmp_path):
     config = _config({"score": {"clip_model": "builtin:tiny-nope"}})
     assert _problems(config, ["score"], tmp_path) == [
-        "score.clip_model: unknown builtin model 'builtin:tiny-nope'; valid: builtin:tiny-blip-caption, "
-        "builtin:tiny-blip-itm, builtin:tiny-clip, builtin:tiny-llava, builtin:tiny-llava-hf, "
-        "builtin:tiny-lm, builtin:tiny-safety-checker, builtin:tiny-sdxl, builtin:tiny-sdxl-refiner, "
-        "builtin:tiny-siglip: use one of the valid names"
+        "score.clip_model: unknown builtin model 'builtin:tiny-nope'; valid: builtin:tiny-aesthetic, "
+        "builtin:tiny-blip-caption, builtin:tiny-blip-itm, builtin:tiny-clip, builtin:tiny-flux1, "
+        "builtin:tiny-flux2-klein, builtin:tiny-llava, builtin:tiny-llava-hf, builtin:tiny-lm, "
+        "builtin:tiny-pixart-sigma, builtin:tiny-qwen-image, builtin:tiny-safety-checker, builtin:tiny-sana, "
+        "builtin:tiny-sana-sprint, builtin:tiny-sd3, builtin:tiny-sdxl, builtin:tiny-sdxl-refiner, "
+        "builtin:tiny-siglip, builtin:tiny-z-image: use one of the valid names"
     ]
 
 
@@ -381,6 +383,22 @@ def test_online_a_model_not_cached_is_asked_for_once(tmp_path, hub, server, monk
         + _try("generate.model", "tiny-sdxl"),
         f"score.clip_model 'org/norev' {where} the hub has no revision 'v9' of it: "
         "`hf download org/norev --revision v9`, or " + _try("score.clip_model", "tiny-clip"),
+    ]
+
+
+def test_online_a_weights_file_not_cached_is_asked_for_by_name(tmp_path, hub, server, monkeypatch):
+    _online(monkeypatch, server)
+
+    def problems(weights: str) -> list[str]:
+        aesthetic = {"clip_model": "builtin:tiny-clip", "weights": weights}
+        config = _config({"score": {"clip_model": "builtin:tiny-clip", "scorers": {"aesthetic": aesthetic}}})
+        return _problems(config, ["score"], tmp_path)
+
+    assert problems("org/exists/sub/aes.pth") == []
+    assert problems("org/noentry/sub/aes.pth") == [
+        f"score.scorers.aesthetic.weights 'org/noentry/sub/aes.pth' is not a local file nor in the Hugging "
+        f"Face cache ({hub}), and the repo has no sub/aes.pth, which its loader needs: `hf download "
+        "org/noentry sub/aes.pth`, or " + _try("score.scorers.aesthetic.weights", "tiny-aesthetic")
     ]
 
 

@@ -19,19 +19,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthvlm.config import JudgeConfig, RunConfig, VqaScoreConfig
+from synthvlm.config import RunConfig
 from synthvlm.core import fsio
 from synthvlm.core.errors import UserError
+from synthvlm.core.needs import (
+    RECIPE_FIX,
+    Destination,
+    Endpoint,
+    Exists,
+    Extra,
+    Inputs,
+    Model,
+    Need,
+    Note,
+    Refusal,
+)
+from synthvlm.executors import EXECUTORS
 from synthvlm.models import registry
+from synthvlm.stages import STAGES
 
 HUB_TIMEOUT = 5.0
 """Seconds the one request to the hub (online, model not cached) or to the judge endpoint may take."""
-
-PAPER_MODEL_STEPS = ("perplexity", "alignment", "judge")
-"""The SynthVLM paper's model-based curation steps (KenLM perplexity, CLIP/BLIP alignment, LLaMA3 judge):
-`curate.recipe: synthvlm` runs only its rule filters, these run when configured."""
-
-_RECIPE_FIX = "fix the path or glob (relative paths in a recipe are relative to the recipe file)"
 
 
 @dataclass(frozen=True)
@@ -66,112 +74,58 @@ class Report:
         }
 
 
-@dataclass(frozen=True)
-class _Model:
-    """A model a stage will load: its config field, value, loader kind and offline alternative."""
-
-    field: str
-    name: str
-    kind: str  # "pipeline": a diffusers pipeline; "diffusers": one diffusers model; "processor": a
-    # tokenizer and image processor only; else a transformers model
-    revision: str | None = None
-    alternative: str | None = None  # what to set instead for an offline try
-
-
 def preflight(
     config: RunConfig, *, run_dir: str | fsio.RunPath, stages: Sequence[str], executor: str
 ) -> Report:
-    """Check what `stages` of `config` will use when run in `run_dir` with `executor`; never downloads."""
+    """Check what `stages` of `config` will use when run in `run_dir` with `executor`; never downloads.
+
+    Every stage (and through it every curate step, generator family and pair scorer) and the executor
+    declare their needs (`core.needs`); this walks the declarations: first everything but models, in stage
+    order, then whether the model stages' libraries are installed, then every model."""
     cfg = config.resolved()
-    problems = _destination("run directory", run_dir, "choose a run directory you can write to")
-    if executor == "ray":
-        problems += _extra("--executor ray", ("ray",), "pip install 'synthvlm[ray]'")
-    if "caption" in stages:
-        problems += [
-            Problem(f"caption.inputs: {raw}: no such file or folder", _RECIPE_FIX)
-            for raw in cfg.caption.inputs
-            if not Path(raw).exists()
-        ]
-    if "ingest" in stages:
-        if cfg.ingest.inputs or cfg.caption.inputs:  # a captioned run also reads the caption shards
-            problems += _globs("ingest.inputs", cfg.ingest.inputs)
-        else:
-            fix = "list caption files in ingest.inputs, or pass them to `synthvlm ingest`"
-            problems.append(Problem("ingest.inputs is empty", fix))
-    if "curate" in stages:
-        problems += _curate(cfg)
-    if "generate" in stages and cfg.generate.quantize == "fp8":
-        problems += _extra("generate.quantize fp8", ("torchao",), "pip install 'synthvlm[fp8]'")
-    vqa = cfg.score.scorers.vqascore
-    if "score" in stages and vqa is not None and vqa.backend == "openai":
-        field = "score.scorers.vqascore"
-        missing = _extra(f"{field} backend openai", ("openai",), "pip install 'synthvlm[curate]'")
-        problems += missing or _endpoint(field, vqa)
-    if "select" in stages and cfg.select.strategy == "balanced":
-        problems += _extra("select.strategy balanced", ("faiss",), "pip install 'synthvlm[select]'")
-    if "export" in stages and cfg.export.out is not None:
-        fix = "set export.out (or `synthvlm export --out`) to a folder you can write to"
-        problems += _destination("export.out", cfg.export.out, fix)
-    models = _models(cfg, stages)
+    needs: list[Need] = [
+        Destination("run directory", str(run_dir), "choose a run directory you can write to"),
+        *EXECUTORS[executor].needs(),
+    ]
+    users: list[str] = []
+    for name in stages:
+        declared = STAGES[name].needs(cfg)
+        needs += declared
+        if any(isinstance(n, Model) for n in declared):
+            users.append(name)
+    problems = [problem for need in needs for problem in _check(need)]
+    models = [n for n in needs if isinstance(n, Model)]
     if models:
-        users = list(dict.fromkeys(m.field.split(".")[0] for m in models))
-        needs = ("torch", "transformers", *(("diffusers",) if "generate" in users else ()))
-        problems += _extra(f"the model stages {', '.join(users)}", needs, "pip install 'synthvlm[models]'")
+        libraries = ("torch", "transformers", *(("diffusers",) if any(_diffusers(m) for m in models) else ()))
+        problems += _extra(
+            f"the model stages {', '.join(users)}", libraries, "pip install 'synthvlm[models]'"
+        )
     hub = _Hub()
     for model in models:
         problems += _model(model, hub)
-    notes = [_recipe_note(cfg)] if "curate" in stages and cfg.curate.recipe == "synthvlm" else []
-    return Report(tuple(problems), tuple(notes))
+    notes = tuple(n.text for n in needs if isinstance(n, Note))
+    return Report(tuple(problems), notes)
 
 
-def _models(cfg: RunConfig, stages: Sequence[str]) -> list[_Model]:
-    """Every model the stages will load, in stage order, each with the builtin that stands in for it."""
-    models: list[_Model] = []
+def _diffusers(model: Model) -> bool:
+    return model.kind in ("pipeline", "diffusers")
 
-    def add(field: str, name: str | None, kind: str, revision: str | None = None, tiny: str = "") -> None:
-        if name and field.split(".")[0] in stages:
-            offline = f"`{field}: {registry.BUILTIN}{tiny}` for an offline try" if tiny else None
-            models.append(_Model(field, name, kind, revision, offline))
 
-    cur, gen, score = cfg.curate, cfg.generate, cfg.score
-    add("caption.model", cfg.caption.model, "transformers", tiny="tiny-blip-caption")
-    if cur.perplexity is not None and cur.perplexity.backend == "transformers":
-        add(
-            "curate.perplexity.model",
-            cur.perplexity.model,
-            "transformers",
-            cur.perplexity.revision,
-            "tiny-lm",
-        )
-    if cur.alignment is not None:
-        add("curate.alignment.clip_model", cur.alignment.clip_model, "transformers", tiny="tiny-clip")
-        add("curate.alignment.itm_model", cur.alignment.itm_model, "transformers", tiny="tiny-blip-itm")
-    if cur.judge is not None and cur.judge.backend == "transformers":
-        add("curate.judge.model", cur.judge.model, "transformers", tiny="tiny-lm")
-    add("generate.model", gen.model, "pipeline", gen.revision, "tiny-sdxl")
-    add("generate.refiner", gen.refiner, "pipeline", gen.refiner_revision, "tiny-sdxl-refiner")
-    add("generate.vae", gen.vae, "diffusers")
-    add("score.clip_model", score.clip_model, "transformers", score.clip_revision, "tiny-clip")
-    scorers = score.scorers
-    if scorers.siglip is not None:
-        add(
-            "score.scorers.siglip.model",
-            scorers.siglip.model,
-            "transformers",
-            scorers.siglip.revision,
-            "tiny-siglip",
-        )
-    if scorers.pickscore is not None:
-        pick = scorers.pickscore
-        add("score.scorers.pickscore.model", pick.model, "transformers", pick.revision, "tiny-clip")
-        add("score.scorers.pickscore.processor", pick.processor, "processor", tiny="tiny-clip")
-    if scorers.vqascore is not None and scorers.vqascore.backend == "transformers":
-        vqa = scorers.vqascore
-        add("score.scorers.vqascore.model", vqa.model, "transformers", vqa.revision, "tiny-llava-hf")
-    if scorers.nsfw is not None:
-        nsfw = scorers.nsfw
-        add("score.scorers.nsfw.model", nsfw.model, "transformers", nsfw.revision, "tiny-safety-checker")
-    return models
+def _check(need: Need) -> list[Problem]:
+    """The problems of one declared need that is not a model (models are checked after the libraries)."""
+    if isinstance(need, Extra):
+        return _extra(need.feature, need.modules, need.install)
+    if isinstance(need, Inputs):
+        return _globs(need.field, need.patterns)
+    if isinstance(need, Exists):
+        return _exists(need)
+    if isinstance(need, Destination):
+        return _destination(need.where, need.target, need.fix)
+    if isinstance(need, Refusal):
+        return [Problem(need.what, need.fix)]
+    if isinstance(need, Endpoint):
+        return _endpoint(need) if _installed("openai") else []  # else its Extra says what to install
+    return []
 
 
 # -- inputs ---------------------------------------------------------------------------------------------
@@ -186,66 +140,17 @@ def _globs(field: str, patterns: Sequence[str]) -> list[Problem]:
         try:
             expand_inputs([pattern])
         except UnreadableFileError as exc:
-            problems.append(Problem(f"{field}: {exc}", _RECIPE_FIX))
+            problems.append(Problem(f"{field}: {exc}", RECIPE_FIX))
     return problems
 
 
-def _curate(cfg: RunConfig) -> list[Problem]:
-    """The configured curate steps' inputs, extras and endpoint (their models are in `_models`)."""
-    from synthvlm.steps.judge import load_template
-
-    cur, problems = cfg.curate, []
-    ppl = cur.perplexity
-    if ppl is not None and ppl.backend == "kenlm":
-        problems += _extra(
-            "curate.perplexity backend kenlm", ("kenlm", "sentencepiece"), "pip install 'synthvlm[kenlm]'"
-        )
-        if not Path(ppl.model).is_file():
-            problems.append(
-                Problem(
-                    f"curate.perplexity.model {ppl.model}: no such file",
-                    "point it at the KenLM .arpa or .bin file",
-                )
-            )
-        if ppl.tokenizer is None:
-            problems.append(
-                Problem(
-                    "curate.perplexity: the kenlm backend needs `tokenizer`",
-                    "set curate.perplexity.tokenizer to the SentencePiece .model file",
-                )
-            )
-        elif not Path(ppl.tokenizer).is_file():
-            problems.append(
-                Problem(
-                    f"curate.perplexity.tokenizer {ppl.tokenizer}: no such file",
-                    "point it at the SentencePiece .model file",
-                )
-            )
-    if cur.alignment is not None and cur.alignment.image_root is not None:
-        if not Path(cur.alignment.image_root).is_dir():
-            problems.append(
-                Problem(
-                    f"curate.alignment.image_root {cur.alignment.image_root}: no such folder", _RECIPE_FIX
-                )
-            )
-    if cur.near_dup is not None:
-        problems += _extra("curate.near_dup", ("datasketch",), "pip install 'synthvlm[curate]'")
-    if cur.decontamination is not None:
-        problems += _globs("curate.decontamination.eval_files", cur.decontamination.eval_files)
-    judge = cur.judge
-    if judge is not None:
-        if judge.template is not None:
-            try:
-                load_template(judge.template)
-            except OSError as exc:
-                fix = f"{_RECIPE_FIX}, or drop it for the bundled Yes/No question"
-                problems.append(Problem(f"curate.judge.template {judge.template}: {exc.strerror}", fix))
-            except ValueError as exc:
-                problems.append(Problem(str(exc), "put {caption} where the caption goes"))
-        if judge.backend == "openai":
-            missing = _extra("curate.judge backend openai", ("openai",), "pip install 'synthvlm[curate]'")
-            problems += missing or _endpoint("curate.judge", judge)
-    return problems
+def _exists(need: Exists) -> list[Problem]:
+    path = Path(need.path)
+    found = {"file": path.is_file(), "folder": path.is_dir(), "any": path.exists()}[need.kind]
+    if found:
+        return []
+    noun = {"file": "file", "folder": "folder", "any": "file or folder"}[need.kind]
+    return [Problem(f"{need.label}: no such {noun}", need.fix)]
 
 
 # -- destinations and extras ----------------------------------------------------------------------------
@@ -295,10 +200,12 @@ def _destination(where: str, target: str | fsio.RunPath, fix: str) -> list[Probl
     return []
 
 
-def _endpoint(field: str, endpoint: JudgeConfig | VqaScoreConfig) -> list[Problem]:
+def _endpoint(endpoint: Endpoint) -> list[Problem]:
     """One request to an OpenAI-compatible endpoint (listing its models), no retries; `field` is the
     config section that names it (`curate.judge`, `score.scorers.vqascore`)."""
     import openai
+
+    field = endpoint.field
 
     key = os.environ.get(endpoint.api_key_env)
     problems = []
@@ -339,7 +246,7 @@ def _endpoint(field: str, endpoint: JudgeConfig | VqaScoreConfig) -> list[Proble
 # -- models ---------------------------------------------------------------------------------------------
 
 
-def _model(model: _Model, hub: _Hub) -> list[Problem]:
+def _model(model: Model, hub: _Hub) -> list[Problem]:
     name = model.name
     if registry.is_builtin(name):
         try:
@@ -348,22 +255,38 @@ def _model(model: _Model, hub: _Hub) -> list[Problem]:
             return [Problem(f"{model.field}: {exc}", "use one of the valid names")]
         return []
     if Path(name).is_dir():
-        missing = _missing_files(Path(name), model.kind)
-        if not missing:
-            return []
-        return [
-            Problem(
-                f"{model.field} folder {name} has no {', '.join(missing)}",
-                "point it at a complete model folder (what `save_pretrained` writes, or "
-                "`hf download REPO --local-dir DIR`)",
-            )
-        ]
+        missing = _missing_files(Path(name), model)
+        if missing:
+            return [
+                Problem(
+                    f"{model.field} folder {name} has no {', '.join(missing)}",
+                    "point it at a complete model folder (what `save_pretrained` writes, or "
+                    "`hf download REPO --local-dir DIR`)",
+                )
+            ]
+        return _pipeline_class(model, Path(name), f"{model.field} folder {name}")
+    if model.kind == "file" and Path(name).is_file():
+        return []
     return hub.check(model)
 
 
-def _missing_files(folder: Path, kind: str) -> list[str]:
+def _pipeline_class(model: Model, folder: Path, what: str) -> list[Problem]:
+    """A pipeline folder whose `model_index.json` names a class the component does not run."""
+    if model.kind != "pipeline" or not model.pipelines:
+        return []
+    found = json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("_class_name")
+    if found in model.pipelines:
+        return []
+    fix = "choose a preset of its family, or a model of the preset's family"
+    return [
+        Problem(f"{what} holds a {found}, not a pipeline of its preset's ({', '.join(model.pipelines)})", fix)
+    ]
+
+
+def _missing_files(folder: Path, model: Model) -> list[str]:
     """What the model's loader needs and `folder` lacks: its config file and weights (per component for a
     diffusers pipeline; diffusers loads safetensors only, as the engine asks)."""
+    kind = model.kind
     if kind == "pipeline":
         index = folder / "model_index.json"
         if not index.is_file():
@@ -380,6 +303,9 @@ def _missing_files(folder: Path, kind: str) -> list[str]:
         return missing
     if kind == "processor":
         return [] if (folder / "preprocessor_config.json").is_file() else ["preprocessor_config.json"]
+    if kind == "file":
+        assert model.in_folder is not None, f"{model.field}: a file need names its file in a folder"
+        return [] if (folder / model.in_folder).is_file() else [model.in_folder]
     if not (folder / "config.json").is_file():
         return ["config.json"]
     patterns = ("*.safetensors",) if kind == "diffusers" else ("*.safetensors", "*.bin")
@@ -410,36 +336,47 @@ class _Hub:
         self.silent: str | None = None
         """Why the hub did not answer a request, once it did not."""
 
-    def check(self, model: _Model) -> list[Problem]:
+    def check(self, model: Model) -> list[Problem]:
         from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
         from huggingface_hub.utils import HFValidationError, validate_repo_id
 
         name, field = model.name, model.field
+        repo, local = name, "folder"
+        probe = {"pipeline": "model_index.json", "processor": "preprocessor_config.json"}.get(
+            model.kind, "config.json"
+        )
+        if model.kind == "file":
+            try:
+                repo, probe = registry.hub_file(name)
+            except ValueError:
+                fix = "fix the path, or name a hub file as REPO_ID/FILENAME"
+                return [Problem(f"{field} {name}: no such file", fix)]
+            local = "file"
         try:
-            validate_repo_id(name)
+            validate_repo_id(repo)
         except HFValidationError:
             return [
                 Problem(f"{field} {name!r} is neither a folder nor a hub id", "fix the folder path or hub id")
             ]
-        probe = {"pipeline": "model_index.json", "processor": "preprocessor_config.json"}.get(
-            model.kind, "config.json"
-        )
-        download = f"`hf download {name}{f' --revision {model.revision}' if model.revision else ''}`"
-        fix = f"{download}, or {model.alternative}" if model.alternative else download
-        cached = try_to_load_from_cache(name, probe, revision=model.revision)
+        files = f" {probe}" if model.kind == "file" else ""
+        download = f"`hf download {repo}{files}{f' --revision {model.revision}' if model.revision else ''}`"
+        offline = f"`{field}: {registry.BUILTIN}{model.alternative}` for an offline try"
+        fix = f"{download}, or {offline}" if model.alternative else download
+        cached = try_to_load_from_cache(repo, probe, revision=model.revision)
         if isinstance(cached, str):
-            missing = _missing_files(Path(cached).parent, model.kind)
+            missing = [] if model.kind == "file" else _missing_files(Path(cached).parent, model)
             if not missing:
-                return []
+                return _pipeline_class(model, Path(cached).parent, f"{field} {name!r}")
             what = f"{field} {name!r} is in the Hugging Face cache without {', '.join(missing)}"
             return [Problem(what, f"{download} completes it")]
         what = (
-            f"{field} {name!r} is not a local folder nor in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+            f"{field} {name!r} is not a local {local} nor in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE})"
         )
         if is_offline_mode():
             return [Problem(f"{what}, and offline mode is on", fix)]
         if self.silent is None:
-            answered, reason = _ask_hub(name, probe, model.revision)
+            answered, reason = _ask_hub(repo, probe, model.revision)
             if answered:
                 return [] if reason is None else [Problem(f"{what}, and {reason}", fix)]
             self.silent = reason
@@ -473,18 +410,3 @@ def _ask_hub(name: str, probe: str, revision: str | None) -> tuple[bool, str | N
         # client's own classes; any of them means the hub did not answer
         return False, type(exc).__name__
     return True, None
-
-
-# -- notes ----------------------------------------------------------------------------------------------
-
-
-def _recipe_note(cfg: RunConfig) -> str:
-    configured = [s for s in PAPER_MODEL_STEPS if getattr(cfg.curate, s) is not None]
-    skipped = [s for s in PAPER_MODEL_STEPS if s not in configured]
-    note = (
-        "curate.recipe synthvlm runs the paper's rule filters; of the paper's model steps, "
-        f"configured: {', '.join(configured) or 'none'}; skipped: {', '.join(skipped) or 'none'}"
-    )
-    if skipped:
-        note += f" (set {', '.join('curate.' + s for s in skipped)} to run them)"
-    return note

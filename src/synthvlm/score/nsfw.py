@@ -17,6 +17,7 @@ import numpy as np
 
 from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import loading_model
+from synthvlm.core.needs import Model, Need
 from synthvlm.score.pairs import PairScorer
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ class NsfwScorer(PairScorer):
     """Safety-checker flag (bool) and largest concept margin (float64) per image; captions are unused."""
 
     name = "nsfw"
+
+    @classmethod
+    def needs(cls, config: NsfwConfig, *, field: str) -> list[Need]:
+        return [Model(f"{field}.model", config.model, "transformers", config.revision, "tiny-safety-checker")]
+
     config: NsfwConfig
     _loaded: tuple[Any, Any] | None = None
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import loading_model
+from synthvlm.core.needs import Model, Need
 from synthvlm.score.pairs import PairScorer
 
 if TYPE_CHECKING:
@@ -31,6 +32,14 @@ class PickScorer(PairScorer):
     """PickScore per pair, float64 (about 100 * cosine for PickScore_v1); loads lazily on first use."""
 
     name = "pickscore"
+
+    @classmethod
+    def needs(cls, config: PickScoreConfig, *, field: str) -> list[Need]:
+        return [
+            Model(f"{field}.model", config.model, "transformers", config.revision, "tiny-clip"),
+            Model(f"{field}.processor", config.processor, "processor", alternative="tiny-clip"),
+        ]
+
     config: PickScoreConfig
     _loaded: tuple[Any, Any, Any] | None = None
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.errors import UserError, loading_model
+from synthvlm.core.needs import Model, Need
 from synthvlm.score.pairs import PairScorer
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ class SiglipScorer(PairScorer):
     """SigLIP match probability per pair, float64 in (0, 1); the model loads lazily on first use."""
 
     name = "siglip"
+
+    @classmethod
+    def needs(cls, config: SiglipScorerConfig, *, field: str) -> list[Need]:
+        return [Model(f"{field}.model", config.model, "transformers", config.revision, "tiny-siglip")]
+
     config: SiglipScorerConfig
     _loaded: tuple[Any, Any, Any] | None = None
 

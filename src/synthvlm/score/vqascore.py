@@ -30,6 +30,7 @@ from synthvlm.core import layout
 from synthvlm.core.devices import scoring_dtype
 from synthvlm.core.endpoint import ChatEndpoint, EndpointError, ResponseCache
 from synthvlm.core.errors import UserError, loading_model
+from synthvlm.core.needs import Endpoint, Extra, Model, Need
 from synthvlm.score.pairs import PairScorer
 
 if TYPE_CHECKING:
@@ -46,6 +47,16 @@ class VqaScorer(PairScorer):
     """P(answer | image, question about the caption), float64 in [0, 1]; one of two backends by config."""
 
     name = "vqascore"
+
+    @classmethod
+    def needs(cls, config: VqaScoreConfig, *, field: str) -> list[Need]:
+        if config.backend == "openai":
+            return [
+                Extra(f"{field} backend openai", ("openai",), "pip install 'synthvlm[curate]'"),
+                Endpoint(field, config.base_url, config.api_key_env, config.model),
+            ]
+        return [Model(f"{field}.model", config.model, "transformers", config.revision, "tiny-llava-hf")]
+
     config: VqaScoreConfig
     _backend: _LocalModel | _Endpoint | None = None  # made on the first batch, inside the worker
 

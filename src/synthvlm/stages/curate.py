@@ -8,16 +8,38 @@ its own (`data/` for the last step); a planned step (the dedups) first plans ove
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from synthvlm.core import fsio
+from synthvlm.core.needs import Need, Note
 from synthvlm.core.stage import Stage, Task, TaskStats
 from synthvlm.steps import STEPS
 from synthvlm.steps.base import CurateStep
 
+if TYPE_CHECKING:
+    from synthvlm.config import CurateConfig, RunConfig
+
 _PLAN = "-plan"
+PAPER_MODEL_STEPS = ("perplexity", "alignment", "judge")
+"""The SynthVLM paper's model-based curation steps (KenLM perplexity, CLIP/BLIP alignment, LLaMA3 judge):
+`curate.recipe: synthvlm` runs only its rule filters, these run when configured."""
+
+
+def _recipe_note(cur: CurateConfig) -> list[Note]:
+    """Which of the paper's model steps the synthvlm recipe runs here, and how to add the others."""
+    if cur.recipe != "synthvlm":
+        return []
+    configured = [s for s in PAPER_MODEL_STEPS if getattr(cur, s) is not None]
+    skipped = [s for s in PAPER_MODEL_STEPS if s not in configured]
+    note = (
+        "curate.recipe synthvlm runs the paper's rule filters; of the paper's model steps, "
+        f"configured: {', '.join(configured) or 'none'}; skipped: {', '.join(skipped) or 'none'}"
+    )
+    if skipped:
+        note += f" (set {', '.join('curate.' + s for s in skipped)} to run them)"
+    return [Note(note)]
 
 
 class CurateStage(Stage):
@@ -32,6 +54,11 @@ class CurateStage(Stage):
         """The configured steps in recipe order (the rule filters always run)."""
         configured = (cls.from_config(self.config.curate, run_dir=self.run_dir) for cls in STEPS.values())
         return [step for step in configured if step is not None]
+
+    @classmethod
+    def needs(cls, config: RunConfig) -> list[Need]:
+        out = [need for step in STEPS.values() for need in step.needs(config.curate)]
+        return out + _recipe_note(config.curate)
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from synthvlm.config import ScorersConfig
+from synthvlm.config import RunConfig, ScorersConfig
 from synthvlm.core import fsio, schema
 from synthvlm.core.checkpoint import ROWS, TaskParts, concat
+from synthvlm.core.needs import Model, Need
 from synthvlm.core.parallel import map_in_threads
 from synthvlm.core.progress import report_rows
 from synthvlm.core.stage import Stage, Task, TaskStats, rejected_table
@@ -26,6 +27,22 @@ class ScoreStage(Stage):
     upstream = ("generate",)
     unit = "images"
     uses_model = True
+
+    @classmethod
+    def needs(cls, config: RunConfig) -> list[Need]:
+        from synthvlm.score.pairs import scorer_class
+
+        score = config.score
+        clip = Model("score.clip_model", score.clip_model, "transformers", score.clip_revision, "tiny-clip")
+        scorers = score.scorers
+        return [
+            clip,
+            *(
+                need
+                for name in scorers.enabled()
+                for need in scorer_class(name).needs(getattr(scorers, name), field=f"score.scorers.{name}")
+            ),
+        ]
 
     def settings(self) -> dict[str, Any]:
         score = self.config.score

@@ -22,6 +22,7 @@ from synthvlm.config import AlignmentConfig, CurateConfig
 from synthvlm.core import fsio, layout
 from synthvlm.core.devices import resolve_device
 from synthvlm.core.errors import loading_model
+from synthvlm.core.needs import RECIPE_FIX, Exists, Model, Need
 from synthvlm.models import registry
 from synthvlm.score.clip import ClipScorer
 from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
@@ -92,6 +93,28 @@ class AlignmentStep(CurateStep):
     config: AlignmentConfig
     models_dir: Path
     """Where `builtin:` models are built (the run's)."""
+
+    @classmethod
+    def needs(cls, config: CurateConfig) -> list[Need]:
+        cfg = config.alignment
+        if cfg is None:
+            return []
+        out: list[Need] = []
+        if cfg.image_root is not None:
+            out.append(
+                Exists(f"curate.alignment.image_root {cfg.image_root}", cfg.image_root, "folder", RECIPE_FIX)
+            )
+        if cfg.clip_model:
+            out.append(
+                Model("curate.alignment.clip_model", cfg.clip_model, "transformers", alternative="tiny-clip")
+            )
+        if cfg.itm_model:
+            out.append(
+                Model(
+                    "curate.alignment.itm_model", cfg.itm_model, "transformers", alternative="tiny-blip-itm"
+                )
+            )
+        return out
 
     @classmethod
     def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> AlignmentStep | None:

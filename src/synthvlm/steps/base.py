@@ -19,6 +19,7 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from synthvlm.config import CurateConfig
     from synthvlm.core import fsio
+    from synthvlm.core.needs import Need
 
 OPERATIONAL = frozenset({"device", "concurrency", "timeout", "max_retries", "backoff", "api_key_env"})
 """Config fields that change how a step runs but never what it outputs: kept out of the fingerprint."""
@@ -56,6 +57,11 @@ class CurateStep(ABC):
     def planned(self) -> bool:
         """Whether a `<name>-plan` phase looks at the whole pool before the per-shard phase."""
         return bool(self.plan_columns)
+
+    @classmethod
+    def needs(cls, config: CurateConfig) -> list[Need]:
+        """What the step will need when the config sets it up (models, files, extras, an endpoint)."""
+        return []
 
     @classmethod
     @abstractmethod

@@ -19,6 +19,7 @@ import pyarrow as pa
 from synthvlm.config import CurateConfig, DecontamConfig
 from synthvlm.core import fsio
 from synthvlm.core.errors import UserError
+from synthvlm.core.needs import Inputs, Need
 from synthvlm.models import registry
 from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
 from synthvlm.steps.dedup import normalize
@@ -113,6 +114,12 @@ class DecontamStep(CurateStep):
     folder = "decontam"
 
     config: DecontamConfig
+
+    @classmethod
+    def needs(cls, config: CurateConfig) -> list[Need]:
+        if config.decontamination is None:
+            return []
+        return [Inputs("curate.decontamination.eval_files", tuple(config.decontamination.eval_files))]
 
     @classmethod
     def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> DecontamStep | None:

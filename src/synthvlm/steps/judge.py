@@ -25,6 +25,7 @@ from synthvlm.core import fsio, layout
 from synthvlm.core.devices import resolve_device
 from synthvlm.core.endpoint import ChatEndpoint, EndpointError, ResponseCache
 from synthvlm.core.errors import UserError, loading_model
+from synthvlm.core.needs import RECIPE_FIX, Endpoint, Extra, Model, Need, Refusal
 from synthvlm.models import registry
 from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
 
@@ -232,6 +233,27 @@ class JudgeStep(CurateStep):
     """Where `builtin:` models are built (the run's)."""
     cache: Path
     """The answer cache: outside the stage folder, so `--from curate` keeps the answers already paid for."""
+
+    @classmethod
+    def needs(cls, config: CurateConfig) -> list[Need]:
+        judge = config.judge
+        if judge is None:
+            return []
+        out: list[Need] = []
+        if judge.template is not None:
+            try:
+                load_template(judge.template)
+            except OSError as exc:
+                fix = f"{RECIPE_FIX}, or drop it for the bundled Yes/No question"
+                out.append(Refusal(f"curate.judge.template {judge.template}: {exc.strerror}", fix))
+            except ValueError as exc:
+                out.append(Refusal(str(exc), "put {caption} where the caption goes"))
+        if judge.backend == "openai":
+            out.append(Extra("curate.judge backend openai", ("openai",), "pip install 'synthvlm[curate]'"))
+            out.append(Endpoint("curate.judge", judge.base_url, judge.api_key_env, judge.model))
+        else:
+            out.append(Model("curate.judge.model", judge.model, "transformers", alternative="tiny-lm"))
+        return out
 
     @classmethod
     def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> JudgeStep | None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from synthvlm.config import CurateConfig, NearDupConfig
 from synthvlm.core import fsio, schema
+from synthvlm.core.needs import Extra, Need
 from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop, representative_plans
 from synthvlm.steps.dedup import normalize
 
@@ -190,6 +191,12 @@ class NearDupStep(CurateStep):
     plan_columns = ("id", "caption")
 
     config: NearDupConfig
+
+    @classmethod
+    def needs(cls, config: CurateConfig) -> list[Need]:
+        if config.near_dup is None:
+            return []
+        return [Extra("curate.near_dup", ("datasketch",), "pip install 'synthvlm[curate]'")]
 
     @classmethod
     def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> NearDupStep | None:

@@ -24,6 +24,7 @@ from synthvlm.config import CurateConfig, PerplexityConfig
 from synthvlm.core import fsio, layout
 from synthvlm.core.devices import resolve_device
 from synthvlm.core.errors import UserError, loading_model
+from synthvlm.core.needs import Exists, Extra, Model, Need, Refusal
 from synthvlm.models import registry
 from synthvlm.steps.base import OPERATIONAL, CurateStep, Decision, Drop
 
@@ -150,6 +151,32 @@ class PerplexityStep(CurateStep):
     config: PerplexityConfig
     models_dir: Path
     """Where `builtin:` models are built (the run's)."""
+
+    @classmethod
+    def needs(cls, config: CurateConfig) -> list[Need]:
+        ppl = config.perplexity
+        if ppl is None:
+            return []
+        field = "curate.perplexity"
+        if ppl.backend == "transformers":
+            return [Model(f"{field}.model", ppl.model, "transformers", ppl.revision, "tiny-lm")]
+        out: list[Need] = [
+            Extra(f"{field} backend kenlm", ("kenlm", "sentencepiece"), "pip install 'synthvlm[kenlm]'"),
+            Exists(
+                f"{field}.model {ppl.model}", ppl.model, "file", "point it at the KenLM .arpa or .bin file"
+            ),
+        ]
+        if ppl.tokenizer is None:
+            out.append(
+                Refusal(
+                    f"{field}: the kenlm backend needs `tokenizer`",
+                    "set curate.perplexity.tokenizer to the SentencePiece .model file",
+                )
+            )
+        else:
+            fix = "point it at the SentencePiece .model file"
+            out.append(Exists(f"{field}.tokenizer {ppl.tokenizer}", ppl.tokenizer, "file", fix))
+        return out
 
     @classmethod
     def from_config(cls, config: CurateConfig, *, run_dir: fsio.RunPath) -> PerplexityStep | None:
