@@ -48,6 +48,11 @@ def _bare(name: str, scorer: Any, images: list[Image.Image], captions: list[str]
                 checker, image_processor = scorer._load()
                 pixels = image_processor(images=ims, return_tensors="pt")["pixel_values"]
                 checker(clip_input=pixels, images=np.zeros((len(ims), 1, 1, 3)))
+            elif name == "aesthetic":
+                model, image_processor, head = scorer._load()
+                pixels = image_processor(images=ims, return_tensors="pt")["pixel_values"]
+                emb = model.get_image_features(pixel_values=pixels).pooler_output.double()
+                head(emb / emb.norm(dim=-1, keepdim=True))
             else:  # vqascore, transformers backend
                 model, processor, _ = scorer._backend._load()
                 question = scorer.config.template
@@ -80,7 +85,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     import torch
     import transformers
 
-    from synthvlm.config import NsfwConfig, PickScoreConfig, SiglipScorerConfig, VqaScoreConfig
+    from synthvlm.config import (
+        AestheticConfig,
+        NsfwConfig,
+        PickScoreConfig,
+        SiglipScorerConfig,
+        VqaScoreConfig,
+    )
     from synthvlm.score.pairs import scorer_class
 
     transformers.utils.logging.disable_progress_bar()
@@ -91,6 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "pickscore": PickScoreConfig(model="builtin:tiny-clip", processor="builtin:tiny-clip"),
         "nsfw": NsfwConfig(model="builtin:tiny-safety-checker"),
         "vqascore": VqaScoreConfig(model="builtin:tiny-llava-hf", batch_size=batch),
+        "aesthetic": AestheticConfig(clip_model="builtin:tiny-clip", weights="builtin:tiny-aesthetic"),
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

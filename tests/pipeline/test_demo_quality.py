@@ -25,11 +25,8 @@ RECIPE = REPO / "configs" / "demo-quality.yaml"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("quality") / "run"
-    result = cli("run", str(RECIPE), "--run", str(run), "-q")
-    assert result.returncode == 0, result.stderr
-    return run
+def run(quality_run: Path) -> Path:
+    return quality_run
 
 
 def test_the_score_table_has_every_scorers_columns(run):
@@ -43,6 +40,7 @@ def test_the_score_table_has_every_scorers_columns(run):
         "vqascore",
         "nsfw",
         "nsfw_margin",
+        "aesthetic",
     ]
     embeddings = pq.read_table(run / "score" / "embeddings")
     assert embeddings.column("key").to_pylist() == scores.column("key").to_pylist()

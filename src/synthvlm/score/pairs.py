@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 
     from synthvlm.config import ScoreConfig
     from synthvlm.core.fsio import RunPath
+    from synthvlm.core.needs import Need
 
 SCORERS = {
     "siglip": "synthvlm.score.siglip:SiglipScorer",
     "pickscore": "synthvlm.score.pickscore:PickScorer",
     "vqascore": "synthvlm.score.vqascore:VqaScorer",
     "nsfw": "synthvlm.score.nsfw:NsfwScorer",
+    "aesthetic": "synthvlm.score.aesthetic:AestheticScorer",
 }
 """Scorer name -> its class (imported on use, so the registry costs nothing to read)."""
 
@@ -50,6 +52,11 @@ class PairScorer(ABC):
         """Pairs per forward pass."""
         self.workers = workers
         """Preprocessing threads."""
+
+    @classmethod
+    @abstractmethod
+    def needs(cls, config: Any, *, field: str) -> list[Need]:
+        """What the scorer will load with its config section (`field`: that section's key)."""
 
     @abstractmethod
     def score(self, images: Sequence[Image.Image], captions: Sequence[str]) -> dict[str, np.ndarray]:
