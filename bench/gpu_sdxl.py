@@ -168,7 +168,7 @@ def our_stage(
     run = work / "run"
     pipeline.run(run, config, stages=["ingest", "curate"], progress=False)
     stage = GenerateStage(run, config)
-    gen = _generator(stage)
+    gen = _generator(stage, stage.config.generate.pool()[0])
     _ = gen.provenance  # loads the pipeline and hashes the weights once, as a worker does before a shard
     if not channels_last:
         import torch

@@ -18,7 +18,9 @@ import yaml
 
 from synthvlm.config import map_paths
 from synthvlm.core import fsio, layout, schema
+from synthvlm.core.driver import run_status
 from synthvlm.core.layout import ExportDir
+from synthvlm.generate.presets import PRESETS
 
 if TYPE_CHECKING:
     from synthvlm.config import RunConfig, ScoreConfig
@@ -37,7 +39,6 @@ SIZE_CATEGORIES = (
 )
 """The hub's `size_categories` buckets below a trillion records (above: n>1T)."""
 
-SCORES = ("clip", "ssim", "weighted")
 _LICENSE_NOTE = (
     "# license: replace `other` with the license you publish this dataset under; it must respect the\n"
     "# licenses of the generator model and of the caption source (for a custom one add license_name and\n"
@@ -68,27 +69,19 @@ class RunFacts:
 def run_facts(run_dir: fsio.RunPath, config: RunConfig, *, records: int) -> RunFacts:
     """Read the card's facts from the run: funnel from the completion records, scores from the selection,
     generator provenance from the candidate rows of the selected images."""
-    from synthvlm.pipeline import status  # the pipeline imports the stages, whose export stage imports this
-
-    stages = {name: f for name, f in status(run_dir)["stages"].items() if name != "export"}
+    stages = {name: f for name, f in run_status(run_dir)["stages"].items() if name != "export"}
     funnel = {name: {k: f[k] for k in ("in", "kept", "dropped")} for name, f in stages.items()}
     funnel["export"] = {"in": records, "kept": records, "dropped": {}}
+    columns = schema.score_columns(config.score.scorers.enabled())
     selection = pa.concat_tables(
-        [fsio.read_table(p, columns=["key", *SCORES]) for p in layout.StageDir(run_dir, "select").shards()]
+        [fsio.read_table(p, columns=["key", *columns]) for p in layout.StageDir(run_dir, "select").shards()]
     )
     scores = {}
     if selection.num_rows:
-        for name in SCORES:
+        for name in columns:
             values = selection.column(name).to_pylist()
             scores[name] = (math.fsum(values) / len(values), min(values), max(values))
-    selected = selection.column("key").combine_chunks()
-    distinct: set[tuple[Any, ...]] = set()
-    for path in layout.StageDir(run_dir, "generate").shards():  # one shard in memory at a time
-        shard = fsio.read_table(path, columns=["key", *schema.PROVENANCE])
-        chosen = shard.filter(pc.is_in(shard.column("key"), value_set=selected))
-        chosen = chosen.select(list(schema.PROVENANCE))
-        distinct |= {tuple(row.values()) for row in chosen.to_pylist()}
-    generators = [dict(zip(schema.PROVENANCE, values, strict=True)) for values in sorted(distinct, key=repr)]
+    generators = _generators(run_dir, config, selection.column("key").combine_chunks())
     return RunFacts(
         records=records,
         recipe=_recipe(config, [*stages, "export"]),
@@ -97,6 +90,52 @@ def run_facts(run_dir: fsio.RunPath, config: RunConfig, *, records: int) -> RunF
         generators=generators,
         score=config.score,
     )
+
+
+def _generators(run_dir: fsio.RunPath, config: RunConfig, selected: pa.Array) -> list[dict[str, Any]]:
+    """How the selected images were made: one entry per generator and distinct provenance, with the
+    generator's preset, licence and number of selected images (one generate shard in memory at a time)."""
+    counts: dict[tuple[Any, ...], int] = {}
+    columns = ["key", *schema.PROVENANCE, *(["generator"] if config.generate.mixed else [])]
+    for path in layout.StageDir(run_dir, "generate").shards():
+        shard = fsio.read_table(path, columns=columns)
+        chosen = shard.filter(pc.is_in(shard.column("key"), value_set=selected))
+        names = schema.generator_column(chosen, config.generate.pool()[0].label).to_pylist()
+        for name, row in zip(names, chosen.select(list(schema.PROVENANCE)).to_pylist(), strict=True):
+            group = (name, *row.values())
+            counts[group] = counts.get(group, 0) + 1
+    out = []
+    for name, *values in sorted(counts, key=repr):
+        generator = config.generate.generator(name)
+        preset = PRESETS[generator.preset]
+        out.append(
+            {
+                "generator": name,
+                "preset": generator.preset,
+                "licence": preset.licence,
+                "commercial": preset.commercial,
+                "images": counts[(name, *values)],
+                **dict(zip(schema.PROVENANCE, values, strict=True)),
+            }
+        )
+    return out
+
+
+def licence_warnings(facts: RunFacts) -> list[str]:
+    """One sentence per generator of the selection whose licence forbids or limits commercial use."""
+    out = []
+    for name in dict.fromkeys(g["generator"] for g in facts.generators):
+        gen = next(g for g in facts.generators if g["generator"] == name)
+        images = sum(g["images"] for g in facts.generators if g["generator"] == name)
+        if gen["commercial"] == "yes":
+            continue
+        terms = "non-commercial use only" if gen["commercial"] == "no" else "commercial use only on its terms"
+        notes = " ".join(PRESETS[gen["preset"]].notes)
+        out.append(
+            f"{images} of the {facts.records} images come from {name} ({gen['model_id']}), licence "
+            f"{gen['licence']}: {terms}" + (f" ({notes})" if notes else "")
+        )
+    return out
 
 
 def _recipe(config: RunConfig, sections: list[str]) -> dict[str, Any]:
@@ -112,11 +151,12 @@ def _name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def features_yaml() -> list[dict[str, str]]:
-    """EXPORT_PARQUET_FEATURES as the card's `dataset_info.features` list (what `datasets` writes)."""
+def features_yaml(scorers: list[str]) -> list[dict[str, str]]:
+    """The Parquet export's features (`schema.export_parquet_features`) as the card's
+    `dataset_info.features` list (what `datasets` writes)."""
     return [
         {"name": name, "dtype": f.get("dtype", f["_type"].lower())}
-        for name, f in schema.EXPORT_PARQUET_FEATURES.items()
+        for name, f in schema.export_parquet_features(scorers).items()
     ]
 
 
@@ -134,7 +174,7 @@ def card_header(facts: RunFacts, fmt: str) -> dict[str, Any]:
         ],
     }
     if fmt in ("parquet", "hf"):
-        header["dataset_info"] = {"features": features_yaml()}
+        header["dataset_info"] = {"features": features_yaml(facts.score.scorers.enabled())}
     return header
 
 
@@ -154,9 +194,10 @@ def render_card(facts: RunFacts, fmt: str) -> str:
     ]
     for gen in facts.generators:
         lines.append(
-            f"- Generator: `{gen['model_id']}` at revision `{gen['model_revision']}` ({gen['scheduler']}, "
-            f"{gen['steps']} steps, guidance {gen['guidance']}, {gen['width']}x{gen['height']}, "
-            f"{gen['dtype']})"
+            f"- Generator `{gen['generator']}` (preset {gen['preset']}, licence {gen['licence']}, "
+            f"{gen['images']} of the images): `{gen['model_id']}` at revision `{gen['model_revision']}` "
+            f"({gen['scheduler']}, {gen['steps']} steps, guidance {gen['guidance']}, "
+            f"{gen['width']}x{gen['height']}, {gen['dtype']})"
         )
         if gen["refiner_id"] is not None:
             lines.append(f"- Refiner: `{gen['refiner_id']}` at revision `{gen['refiner_revision']}`")
@@ -180,6 +221,12 @@ def render_card(facts: RunFacts, fmt: str) -> str:
     for name, f in facts.funnel.items():
         dropped = ", ".join(f"{reason} {n}" for reason, n in f["dropped"].items())
         lines.append(f"| {name} | {f['in']} | {f['kept']} | {dropped} |")
+    warnings = licence_warnings(facts)
+    if warnings:
+        lines += ["", "## Licence of the generators", ""]
+        lines += [f"- {w}" for w in warnings]
+        lines.append("")
+        lines.append("The dataset's own licence (the header's `license`) must respect these.")
     lines += ["", "## Scores of the selection", ""]
     if facts.scores:
         lines += ["| score | mean | min | max |", "|---|---:|---:|---:|"]

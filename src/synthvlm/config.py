@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import math
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from synthvlm.core import schema
 from synthvlm.core.errors import UserError
-from synthvlm.models.registry import BUILTIN
+from synthvlm.generate.families import FAMILIES, Family
+from synthvlm.generate.presets import PRESETS
 
 
 class _Model(BaseModel):
@@ -186,127 +188,185 @@ class CaptionConfig(_Model):
     """auto, cpu, cuda, cuda:1, ..."""
 
 
-GENERATE_PRESETS: dict[str, dict[str, Any]] = {
-    # The paper: SDXL base hands its latents to the refiner at 80% of the schedule.
-    "sdxl": {
-        "model": "stabilityai/stable-diffusion-xl-base-1.0",
-        "refiner": "stabilityai/stable-diffusion-xl-refiner-1.0",
-        "steps": 60,
-        "guidance": 20.0,
-        "high_noise_frac": 0.8,
-        "width": 1024,
-        "height": 1024,
-        "batch_size": 8,
-    },
-    "sdxl-base": {
-        "model": "stabilityai/stable-diffusion-xl-base-1.0",
-        "steps": 60,
-        "guidance": 20.0,
-        "width": 1024,
-        "height": 1024,
-        "batch_size": 8,
-    },
-    "sd3-medium": {
-        "model": "stabilityai/stable-diffusion-3-medium-diffusers",
-        "steps": 60,
-        "guidance": 10.0,
-        "max_sequence_length": 512,
-        "width": 1024,
-        "height": 1024,
-        "batch_size": 8,
-    },
-    # Random-weight SDXL architecture built locally: tests and the offline demo.
-    "tiny": {
-        "model": BUILTIN + "tiny-sdxl",
-        "steps": 2,
-        "guidance": 5.0,
-        "width": 64,
-        "height": 64,
-        "batch_size": 1,
-    },
-    # Same, with a tiny refiner, to exercise the base -> refiner hand-off.
-    "tiny-refiner": {
-        "model": BUILTIN + "tiny-sdxl",
-        "refiner": BUILTIN + "tiny-sdxl-refiner",
-        "steps": 4,
-        "guidance": 5.0,
-        "high_noise_frac": 0.5,
-        "width": 64,
-        "height": 64,
-        "batch_size": 1,
-    },
-}
+def _unset_when_none(value: Any) -> bool:
+    return value is None
 
 
-class GenerateConfig(_Model):
-    """Text-to-image generation. Fields left unset take the preset's value."""
+class GeneratorSettings(_Model):
+    """How one generator makes images: a preset (its family and the model card's settings) plus overrides.
+    Fields left unset take the preset's value; a family's own fields exist only in its presets."""
 
     preset: str = "sdxl"
-    """sdxl (the paper: base + refiner, 60 steps, guidance 20), sdxl-base, sd3-medium, tiny, tiny-refiner."""
+    """A preset (`synthvlm.generate.presets.PRESETS`): sdxl (the paper: base + refiner, 60 steps, guidance
+    20), sdxl-base, sdxl-lightning, sd3-medium, sd35-large, sd35-large-turbo, sd35-medium, flux1-schnell,
+    flux1-dev, flux2-klein-4b, sana-1600m, sana-sprint, pixart-sigma, qwen-image, z-image-turbo, and the
+    offline tiny-* models. It names the family whose pipeline runs."""
     model: str | None = None
-    """Diffusers pipeline: hub id or folder."""
+    """Diffusers pipeline of the preset's family: hub id, folder or builtin name."""
     revision: str | None = None
     """Hub revision of `model` to pin."""
     refiner: str | None = None
-    """Optional refiner pipeline that finishes the last (1 - high_noise_frac) of the schedule."""
+    """sdxl only: a refiner pipeline that finishes the last (1 - high_noise_frac) of the schedule."""
     refiner_revision: str | None = None
     """Hub revision of `refiner` to pin."""
     steps: int | None = Field(None, gt=0)
     """Denoising steps (base and refiner together)."""
     guidance: float | None = None
-    """Classifier-free guidance scale."""
+    """The family's guidance scale, in the family's meaning (docs/generators.md): classifier-free guidance
+    (sdxl, sd3, sana, pixart-sigma, qwen-image; z-image above 0), embedded guidance (flux1, sana-sprint), or
+    ignored by step-distilled checkpoints (flux2-klein)."""
+    true_cfg: float | None = Field(None, gt=0, exclude_if=_unset_when_none)
+    """flux1 only: real classifier-free guidance beside the embedded guidance (on above 1, with the
+    negative prompt; twice the cost per step)."""
     high_noise_frac: float | None = Field(None, gt=0, lt=1)
-    """Fraction of the schedule the base model runs before handing latents to the refiner."""
+    """sdxl only: fraction of the schedule the base model runs before handing latents to the refiner."""
     width: int | None = Field(None, gt=0, multiple_of=8)
-    """Image width in pixels (a multiple of 8, the VAE's downsampling)."""
+    """Image width in pixels (a multiple of 8; some families need 16 or 32)."""
     height: int | None = Field(None, gt=0, multiple_of=8)
-    """Image height in pixels (a multiple of 8)."""
+    """Image height in pixels (as width)."""
     max_sequence_length: int | None = None
-    """T5 prompt length for pipelines that take it (SD3); ignored by others."""
-    negative_prompt: str = ""
-    """Negative prompt for every image."""
-    candidates_per_caption: int = Field(1, gt=0)
-    """Images per caption, each with its own seed; select keeps the best (best_of_n)."""
+    """Prompt tokens the family's sequence text encoder keeps (T5, Gemma, Qwen); not for sdxl (CLIP's 77)."""
+    negative_prompt: str | None = None
+    """Negative prompt for every image, for families that take one while classifier-free guidance is on
+    (unset: the preset's, else none)."""
     batch_size: int | None = Field(None, gt=0)
-    """Images per pipeline call, a ceiling: a call that runs out of device memory is split. The hub presets
+    """Images per pipeline call, a ceiling: a call that runs out of device memory is split. The sdxl presets
     use 8 (on an H100, SDXL at 1024² takes 1.29 s/image at batch 8, 1.94x a batch-1 diffusers loop; batch 16
     adds nothing unless compiled)."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """auto: bfloat16 on CUDA (float16 on GPUs without bfloat16), float32 elsewhere. Components a family
+    knows to overflow in float16 stay in bfloat16 (docs/generators.md)."""
+    vae: str | None = None
+    """Replacement VAE (hub id or folder) of the family's VAE class, e.g. madebyollin/sdxl-vae-fp16-fix."""
+    denoiser: str | None = Field(None, exclude_if=_unset_when_none)
+    """Replacement denoiser weights (UNet or transformer) loaded into the pipeline's own denoiser config: a
+    folder, a local .safetensors file, or a hub file `REPO_ID/FILE.safetensors` (sdxl-lightning's UNet)."""
+    scheduler: dict[str, Any] | None = Field(None, exclude_if=_unset_when_none)
+    """Scheduler config overrides, e.g. {timestep_spacing: trailing} (sdxl-lightning)."""
+    compile: bool | Literal["max-autotune"] = False
+    """torch.compile of the denoiser on CUDA: slower first batch, faster steady state. true: torch's default
+    mode (the SDXL UNet 1.3x at batch 16 on an H100; transformers compile whole). "max-autotune": QKV
+    projections fused where the family's attention fuses, denoiser and VAE decoder compiled whole with
+    autotuned kernels; minutes per worker. Each batch size compiles once: keep `images_per_shard` a
+    multiple of `batch_size`."""
+    quantize: Literal["fp8"] | None = None
+    """"fp8": the denoiser's linear layers in FP8 (e4m3) with per-row dynamic scales (torchao). Needs a CUDA
+    GPU of compute capability 8.9+ (H100, L40S, RTX 4090), bfloat16, and `pip install 'synthvlm[fp8]'`.
+    Meant with `compile`: torchao fuses the activation scaling into the matmuls only in compiled graphs."""
+
+    @model_validator(mode="after")
+    def _known_preset(self) -> GeneratorSettings:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown generate preset {self.preset!r}; valid: {sorted(PRESETS)}")
+        if self.model is None and "model" not in PRESETS[self.preset].settings:
+            raise ValueError("generate.model is not set and the preset does not set it")
+        return self
+
+    @property
+    def family(self) -> Family:
+        """The generator family of this generator's preset."""
+        return FAMILIES[PRESETS[self.preset].family]
+
+    def resolved(self) -> Self:
+        """This generator with every field it leaves unset taken from its preset (explicit fields win)."""
+        settings = {"negative_prompt": "", **PRESETS[self.preset].settings}
+        return self.model_copy(update={k: v for k, v in settings.items() if getattr(self, k) is None})
+
+
+GENERATOR_FIELDS = frozenset(GeneratorSettings.model_fields)
+"""The fields that describe one generator (a pool's entries each have their own)."""
+
+
+class GeneratorConfig(GeneratorSettings):
+    """One generator of a mixed candidate pool (`generate.generators`)."""
+
+    name: str | None = None
+    """Its name in provenance, status and the report; default: its preset's name."""
+    share: float | None = Field(None, gt=0, le=1)
+    """Its share of the candidates; give every entry one (adding up to 1) or none (equal shares)."""
+
+    @property
+    def label(self) -> str:
+        """The name this generator goes by: `name`, else the preset's."""
+        return self.name if self.name is not None else self.preset
+
+
+class GenerateConfig(GeneratorSettings):
+    """Text-to-image generation: one generator (the fields of `GeneratorSettings` here), or a mixed pool
+    (`generators`). Fields left unset take the preset's value."""
+
+    generators: list[GeneratorConfig] | None = Field(None, min_length=1, exclude_if=_unset_when_none)
+    """A mixed candidate pool: generator entries (a preset or a model plus overrides, a `share` each). Each
+    caption's candidates are spread over them deterministically; leave the generator fields above unset."""
+    candidates_per_caption: int = Field(1, gt=0)
+    """Images per caption, each with its own seed; select keeps the best (best_of_n)."""
     images_per_shard: int = Field(1000, gt=0)
     """Images per output tar shard (the unit of resume and of work given to a worker)."""
     device: str = "auto"
     """auto (cuda when present, else cpu), cpu, cuda, cuda:1, ..."""
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    """auto: bfloat16 on CUDA (float16 on GPUs without bfloat16), float32 elsewhere."""
     image_format: Literal["jpg", "png", "webp"] = "jpg"
     """How generated images are stored in the shards."""
     jpeg_quality: int = Field(95, ge=1, le=100)
     """Quality of stored JPEGs."""
     max_attempts: int = Field(3, gt=0)
     """Tries per image: a NaN or constant image is regenerated with the next attempt's seed."""
-    vae: str | None = None
-    """Replacement VAE (hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix: fp16 decoding without NaNs."""
-    compile: bool | Literal["max-autotune"] = False
-    """torch.compile on CUDA: slower first batch, faster steady state. true: the UNet in torch's default mode
-    (1.3x at batch 16 on an H100). "max-autotune": the settings diffusers documents for SDXL — QKV
-    projections fused, UNet and VAE decoder compiled whole with autotuned kernels; minutes per worker.
-    Each batch size compiles once: keep `images_per_shard` a multiple of `batch_size`."""
-    quantize: Literal["fp8"] | None = None
-    """"fp8": the UNet's linear layers in FP8 (e4m3) with per-row dynamic scales (torchao). Needs a CUDA GPU
-    of compute capability 8.9+ (H100, L40S, RTX 4090), bfloat16, and `pip install 'synthvlm[fp8]'`. Meant with
-    `compile`: torchao fuses the activation scaling into the matmuls only in compiled graphs."""
+
+    @model_serializer(mode="wrap")
+    def _pool_only(self, handler: Any) -> dict[str, Any]:
+        # With a pool the top-level generator fields mean nothing (the validator keeps them unset): leave
+        # them out of config.yaml, fingerprints and cards.
+        data = handler(self)
+        if self.generators is None:
+            return data
+        return {k: v for k, v in data.items() if k not in GENERATOR_FIELDS}
 
     @model_validator(mode="after")
-    def _known_preset(self) -> GenerateConfig:
-        if self.preset not in GENERATE_PRESETS:
-            raise ValueError(f"unknown generate preset {self.preset!r}; valid: {sorted(GENERATE_PRESETS)}")
-        if self.model is None and "model" not in GENERATE_PRESETS[self.preset]:
-            raise ValueError("generate.model is not set and the preset does not set it")
+    def _one_pool(self) -> GenerateConfig:
+        if self.generators is None:
+            return self
+        flat = sorted(self.model_fields_set & GENERATOR_FIELDS)
+        if flat:
+            raise ValueError(
+                f"{', '.join(flat)} set beside generators: with a pool, set them inside each generator entry"
+            )
+        names = [g.label for g in self.generators]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two generators are named {', '.join(twice)}: give each entry its own `name`")
+        shares = [g.share for g in self.generators]
+        if any(s is None for s in shares) and any(s is not None for s in shares):
+            raise ValueError("give every generator a share, or none (equal shares)")
+        if shares[0] is not None and abs(math.fsum(shares) - 1) > SHARE_TOLERANCE:
+            raise ValueError(f"generator shares add up to {math.fsum(shares):g}, not 1")
         return self
 
+    def pool(self) -> list[GeneratorConfig]:
+        """The generators, in config order, each with its share (equal when none is given) and its preset's
+        values filled in; one entry named after the preset when `generators` is not set."""
+        if self.generators is None:
+            settings = self.model_dump(include=set(GENERATOR_FIELDS), exclude_unset=False)
+            return [GeneratorConfig(**settings, share=1.0).resolved()]
+        equal = 1 / len(self.generators)
+        return [g.model_copy(update={"share": g.share or equal}).resolved() for g in self.generators]
+
+    def generator(self, label: str) -> GeneratorConfig:
+        """The pool's generator called `label`."""
+        return next(g for g in self.pool() if g.label == label)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether candidates come from more than one generator (then each row names its generator)."""
+        return self.generators is not None and len(self.generators) > 1
+
     def resolved(self) -> GenerateConfig:
-        """This config with every field it leaves unset taken from its preset (explicit fields win)."""
-        preset = GENERATE_PRESETS[self.preset]
-        return self.model_copy(update={k: v for k, v in preset.items() if getattr(self, k) is None})
+        """This config with every generator field left unset taken from its preset (explicit fields win)."""
+        if self.generators is None:
+            return super().resolved()
+        return self.model_copy(update={"generators": [g.resolved() for g in self.generators]})
+
+
+SHARE_TOLERANCE = 1e-6
+"""How far generator shares may add up from 1 (decimal shares such as 0.1 + 0.2 + 0.7 are not exact)."""
 
 
 class SiglipScorerConfig(_Model):
@@ -375,6 +435,25 @@ class NsfwConfig(_Model):
     """Hub revision of `model` to pin."""
 
 
+AESTHETIC_WEIGHTS = "camenduru/improved-aesthetic-predictor/sac+logos+ava1-l14-linearMSE.pth"
+"""The LAION improved aesthetic predictor trained on SAC+LOGOS+AVA1 (a hub mirror of the authors' file)."""
+
+
+class AestheticConfig(_Model):
+    """The LAION improved aesthetic predictor: an MLP on the L2-normalised CLIP image embedding; the caption
+    does not enter the score."""
+
+    clip_model: str = "openai/clip-vit-large-patch14"
+    """CLIPModel whose image embedding the MLP reads (hub id, folder or builtin name); the LAION weights
+    were trained on this one's (ViT-L/14, 768-d)."""
+    clip_revision: str | None = None
+    """Hub revision of `clip_model` to pin."""
+    weights: str = AESTHETIC_WEIGHTS
+    """The MLP's state dict: a local `.pth` (torch, loaded with weights_only) or `.safetensors` file, a hub
+    file as `REPO_ID/FILENAME` (from the HF cache; fetched only when online), or a folder or builtin name
+    holding `model.safetensors`."""
+
+
 class ScorersConfig(_Model):
     """Pair scorers beyond CLIPScore and SSIM, each opt-in: give its section (`{}` takes the defaults)."""
 
@@ -386,6 +465,9 @@ class ScorersConfig(_Model):
     """Column `vqascore`."""
     nsfw: NsfwConfig | None = None
     """Columns `nsfw` (flag) and `nsfw_margin`; select drops flagged pairs as `unsafe`."""
+    # Left out of dumps while off, so the score fingerprints of runs made before it existed still match.
+    aesthetic: AestheticConfig | None = Field(None, exclude_if=lambda value: value is None)
+    """Column `aesthetic` (the image alone: about 1 to 10 with the default weights)."""
 
     def enabled(self) -> list[str]:
         """The configured scorers' names, in the order their columns are written."""
@@ -539,6 +621,17 @@ class RunConfig(_Model):
     """The Ray executor (never part of a stage's fingerprint)."""
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     """Optional source stage: captions for real images (`synthvlm caption`)."""
+
+    @model_validator(mode="after")
+    def _generators_fit_their_families(self) -> RunConfig:
+        gen = self.generate
+        problems = []
+        for i, generator in enumerate(gen.pool()):
+            where = "generate" if gen.generators is None else f"generate.generators.{i}"
+            problems += generator.family.problems(generator, where=where)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _select_key_columns(self) -> RunConfig:

@@ -7,14 +7,23 @@ from typing import Any
 
 import yaml
 
+from synthvlm import card
 from synthvlm.config import RunConfig, dump_config, parse_config
 from synthvlm.core import fsio, layout
-from synthvlm.core.driver import check_fingerprint, funnel, is_complete, needs_first, reset_stages, run_stage
+from synthvlm.core.driver import (
+    check_fingerprint,
+    is_complete,
+    needs_first,
+    reset_stages,
+    run_stage,
+    run_status,
+)
 from synthvlm.core.errors import UserError
 from synthvlm.core.lock import run_lock
 from synthvlm.executors import make_executor
 from synthvlm.preflight import preflight
 from synthvlm.stages import ORDER, STAGES
+from synthvlm.stages.generate import by_generator
 
 
 def load_run_config(run_dir: str | fsio.RunPath) -> RunConfig | None:
@@ -96,10 +105,18 @@ def run(
 def status(run_dir: str | fsio.RunPath) -> dict[str, Any]:
     """`{"stages": {name: {"in", "kept", "dropped", ...}}}` for every stage that has started."""
     run_dir = fsio.run_path(run_dir)
-    if not layout.is_run_dir(run_dir):
-        raise UserError(f"{run_dir} is not a synthvlm run directory (no {layout.CONFIG})")
-    return {
-        "stages": {
-            name: funnel(run_dir, name) for name in ORDER if layout.StageDir(run_dir, name).root.is_dir()
-        }
-    }
+    report = run_status(run_dir)
+    config = load_run_config(run_dir)
+    if config is not None and layout.StageDir(run_dir, "generate").shards():
+        report["generators"] = by_generator(run_dir, config)
+    return report
+
+
+def licence_warnings(run_dir: str | fsio.RunPath) -> list[str]:
+    """A sentence per generator of the run's selection whose licence forbids or limits commercial use."""
+    run_dir = fsio.run_path(run_dir)
+    config = load_run_config(run_dir)
+    if config is None or not is_complete(run_dir, "select"):
+        return []
+    records = run_status(run_dir)["stages"]["select"]["kept"]
+    return card.licence_warnings(card.run_facts(run_dir, config.resolved(), records=records))

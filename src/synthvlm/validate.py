@@ -119,7 +119,7 @@ def _hf(folder: fsio.RunPath) -> tuple[int, list[str]]:
 
 
 def _parquet_rows(parts: list[fsio.RunPath]) -> tuple[int, list[str]]:
-    """Rows of EXPORT_PARQUET shards: unique keys, decodable image bytes, captions without image tokens."""
+    """Rows of Parquet export shards: unique keys, decodable image bytes, captions without image tokens."""
     problems: list[str] = []
     count = 0
     seen: set[str] = set()

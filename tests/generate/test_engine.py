@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthvlm.config import GenerateConfig
+from synthvlm.config import GenerateConfig, GeneratorConfig
 from synthvlm.core.errors import UserError
 from synthvlm.core.seeds import derive_seed
-from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision, optimize
+from synthvlm.generate.engine import ImageGenerator, _to_pixels, directory_revision
 from synthvlm.models.registry import builtin_dir
 
 RUN_SEED = 7
@@ -25,9 +25,13 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
-def _generator(models_dir: Path, preset: str = "tiny", **overrides) -> ImageGenerator:
-    config = GenerateConfig(preset=preset, device="cpu", **overrides)
-    return ImageGenerator(config, models_dir=models_dir, run_seed=RUN_SEED)
+def _generator(
+    models_dir: Path, preset: str = "tiny", *, max_attempts: int = 3, **overrides: object
+) -> ImageGenerator:
+    generator = GeneratorConfig(preset=preset, **overrides)
+    return ImageGenerator(
+        generator, models_dir=models_dir, run_seed=RUN_SEED, device="cpu", max_attempts=max_attempts
+    )
 
 
 @pytest.fixture(scope="module")
@@ -247,17 +251,19 @@ def test_compile_and_quantize_settings_are_validated() -> None:
         GenerateConfig(preset="tiny", quantize="int8")
 
 
+@pytest.mark.fault
 def test_max_autotune_recipe_runs_the_real_compiler_and_keeps_the_pixels(models_dir: Path) -> None:
     """The CUDA speed recipe applied on CPU (inductor compiles for whichever device the model is on):
-    QKV fused, UNet and VAE decoder compiled whole; pixels within one level of eager mode."""
+    QKV fused, UNet and VAE decoder compiled whole; pixels within one level of eager mode. One prompt at
+    32 x 32, one step: the smallest call that runs every compiled graph."""
     import torch
     from diffusers.models.attention_processor import FusedAttnProcessor2_0
 
-    gen = _generator(models_dir)
-    eager = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    gen = _generator(models_dir, width=32, height=32, steps=1)
+    eager = gen.generate(PROMPTS[:1], caption_ids=IDS[:1], candidate_indices=[0])
     base, _ = gen._load()
     unet, vae = base.unet, base.vae
-    optimize(base, compile="max-autotune")
+    gen.family.optimize(base, compile="max-autotune", quantize=None)
 
     assert isinstance(base.unet, torch._dynamo.eval_frame.OptimizedModule) and base.unet._orig_mod is unet
     assert hasattr(vae.decode, "_torchdynamo_orig_callable") and vae.use_slicing
@@ -265,9 +271,9 @@ def test_max_autotune_recipe_runs_the_real_compiler_and_keeps_the_pixels(models_
         assert model.attn_processors
         assert all(isinstance(p, FusedAttnProcessor2_0) for p in model.attn_processors.values())
     assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    compiled = gen.generate(PROMPTS, caption_ids=IDS, candidate_indices=[0, 0])
+    compiled = gen.generate(PROMPTS[:1], caption_ids=IDS[:1], candidate_indices=[0])
     for a, b in zip(eager, compiled, strict=True):
-        assert (b.status, b.seed) == ("ok", a.seed)
+        assert (b.status, b.seed, b.image.size) == ("ok", a.seed, (32, 32))
         assert np.abs(_pixels(a).astype(int) - _pixels(b).astype(int)).max() <= 1
 
 
@@ -279,7 +285,7 @@ def test_fp8_refused_in_one_line_where_it_cannot_run(
     base, _ = tiny._load()
     monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # as if torchao were not installed
     with pytest.raises(UserError, match=r"fp8 needs torchao: pip install 'synthvlm\[fp8\]'"):
-        optimize(base, quantize="fp8")
+        tiny.family.optimize(base, compile=False, quantize="fp8")
 
 
 @pytest.mark.gpu
@@ -290,9 +296,8 @@ def test_fp8_unet_on_a_capable_gpu(models_dir: Path) -> None:
         pytest.skip("needs a CUDA GPU of compute capability 8.9+")
     Float8Tensor = pytest.importorskip("torchao.quantization").Float8Tensor  # noqa: N806
 
-    gen = ImageGenerator(
-        GenerateConfig(preset="tiny", quantize="fp8"), models_dir=models_dir, run_seed=RUN_SEED
-    )
+    fp8 = GeneratorConfig(preset="tiny", quantize="fp8")
+    gen = ImageGenerator(fp8, models_dir=models_dir, run_seed=RUN_SEED)
     base, _ = gen._load()
     linears = [m for m in base.unet.modules() if isinstance(m, torch.nn.Linear)]
     fp8 = [m for m in linears if isinstance(m.weight, Float8Tensor)]
@@ -311,7 +316,7 @@ def test_cuda_auto_is_bfloat16_and_valid(models_dir: Path) -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    gen = ImageGenerator(GenerateConfig(preset="tiny-refiner"), models_dir=models_dir, run_seed=RUN_SEED)
+    gen = ImageGenerator(GeneratorConfig(preset="tiny-refiner"), models_dir=models_dir, run_seed=RUN_SEED)
     assert (gen.device, gen.provenance.dtype) == ("cuda", "bfloat16")
     base, _ = gen._load()
     assert base.unet.dtype == base.vae.dtype == torch.bfloat16 and base.vae.use_slicing

@@ -22,9 +22,13 @@ def test_unknown_builtin_lists_every_valid_name(tmp_path: Path):
     with pytest.raises(UserError) as info:
         registry.resolve("builtin:tiny-nope", models_dir=tmp_path)
     assert str(info.value) == (
-        "unknown builtin model 'builtin:tiny-nope'; valid: builtin:tiny-blip-caption, builtin:tiny-blip-itm, "
-        "builtin:tiny-clip, builtin:tiny-llava, builtin:tiny-llava-hf, builtin:tiny-lm, "
-        "builtin:tiny-safety-checker, builtin:tiny-sdxl, builtin:tiny-sdxl-refiner, builtin:tiny-siglip"
+        "unknown builtin model 'builtin:tiny-nope'; valid: builtin:tiny-aesthetic, "
+        "builtin:tiny-blip-caption, builtin:tiny-blip-itm, builtin:tiny-clip, builtin:tiny-flux1, "
+        "builtin:tiny-flux2-klein, "
+        "builtin:tiny-llava, builtin:tiny-llava-hf, builtin:tiny-lm, builtin:tiny-pixart-sigma, "
+        "builtin:tiny-qwen-image, builtin:tiny-safety-checker, builtin:tiny-sana, builtin:tiny-sana-sprint, "
+        "builtin:tiny-sd3, builtin:tiny-sdxl, builtin:tiny-sdxl-refiner, builtin:tiny-siglip, "
+        "builtin:tiny-z-image"
     )
 
 

@@ -12,25 +12,19 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from synthvlm.core.schema import EXPORT_PROVENANCE
+from tests.conftest import Demo
 from tests.pipeline.helpers import cli, done_count, kill_when, tmp_exists, tree_digest
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "configs" / "demo.yaml"
-
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "D"
-    result = cli("demo", "--out", str(out), "-q")
-    assert result.returncode == 0, result.stderr
-    assert f"export (llava): {out / 'export' / 'llava'}" in result.stdout
-    assert "torchvision" not in result.stderr  # the PIL processors are chosen, not a fallback to warn about
-    return out
+def ref(demo: Demo) -> Path:
+    return demo.run
 
 
-@pytest.fixture(scope="module")
-def ref(demo_out: Path) -> Path:
-    return demo_out / "run"
+def test_the_demo_command_says_where_its_outputs_are(demo: Demo):
+    assert f"export (llava): {demo.export / 'llava'}" in demo.result.stdout
+    assert "torchvision" not in demo.result.stderr  # the PIL processors are chosen, not a fallback warned of
 
 
 def test_funnel_accounts_for_every_row(ref):
@@ -74,11 +68,9 @@ def test_selection_is_best_of_n_then_top_k(ref):
         assert 0.0 <= row["clip"] <= 1.0
 
 
-def test_recipe_file_regenerates_the_same_pixels(ref, tmp_path):
+def test_recipe_file_regenerates_the_same_pixels(ref, recipe_run):
     """configs/demo.yaml in a fresh run directory -> byte-identical images, metadata, scores, selection."""
-    run = tmp_path / "run"
-    result = cli("run", str(DEMO), "--run", str(run), "-q")
-    assert result.returncode == 0, result.stderr
+    run = recipe_run
     skip = ("models/", "export/")  # the demo exports to D/export, this run to RUN/export
     assert tree_digest(run, skip=skip) == tree_digest(ref, skip=skip)
     assert tree_digest(
@@ -96,14 +88,15 @@ def test_recipe_file_regenerates_the_same_pixels(ref, tmp_path):
     ],
     ids=["mid-generate-shard", "generate-after-2-shards", "score-after-1-shard", "export-after-1-shard"],
 )
-def test_kill_and_resume_gives_identical_outputs(demo_out, tmp_path, ready):
+@pytest.mark.fault
+def test_kill_and_resume_gives_identical_outputs(demo: Demo, tmp_path, ready):
     out = tmp_path / "D"
     run = out / "run"
     kill_when(["demo", "--out", str(out), "-q"], lambda: ready(run))
     assert not (run / "export" / "complete.json").exists()
     result = cli("demo", "--out", str(out), "-q")
     assert result.returncode == 0, result.stderr
-    assert tree_digest(out) == tree_digest(demo_out)
+    assert tree_digest(out) == tree_digest(demo.out)
 
 
 def test_exports_load_in_their_libraries(ref):
@@ -144,6 +137,13 @@ def test_exports_load_in_their_libraries(ref):
     assert ds.num_rows == 24
     assert ds[0]["image"].size == (64, 64)
     assert ds["key"] == keys
+    # every score column and each image's provenance travel with it
+    made = {r["key"]: r for r in pq.read_table(ref / "generate" / "data").to_pylist()}
+    assert ds.column_names[-9:] == [*("clip", "ssim", "weighted", "rank"), *EXPORT_PROVENANCE]
+    assert ds["generator"] == ["tiny"] * 24 and ds["weighted"] == [r["weighted"] for r in selection]
+    assert ds["seed"] == [made[k]["seed"] for k in keys]
+    assert ds["model_revision"] == [made[k]["model_revision"] for k in keys]
+    assert [s[3]["seed"] for s in samples] == ds["seed"]  # the WebDataset json carries them too
 
     result = cli("validate", str(export))  # the export folder: every format folder in it
     assert result.returncode == 0, result.stderr

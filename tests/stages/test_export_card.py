@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from tests.conftest import Demo
 from tests.pipeline.helpers import cli
 
 from synthvlm import card, pipeline
@@ -55,16 +56,21 @@ dataset_info:
     dtype: float64
   - name: rank
     dtype: int64
+  - name: generator
+    dtype: string
+  - name: model_id
+    dtype: string
+  - name: model_revision
+    dtype: string
+  - name: seed
+    dtype: int64
 ---
 """
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("card-demo") / "D"
-    result = cli("demo", "--out", str(out), "-q")
-    assert result.returncode == 0, result.stderr
-    return out
+def demo_out(demo: Demo) -> Path:
+    return demo.out
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +114,9 @@ def test_demo_card_header_is_exact(demo_out):
 def test_card_features_are_what_datasets_writes():
     import datasets
 
-    features = datasets.Features.from_dict(schema.EXPORT_PARQUET_FEATURES)
-    assert card.features_yaml() == features._to_yaml_list()
+    for scorers in ([], ["siglip", "pickscore", "vqascore", "nsfw", "aesthetic"]):
+        features = datasets.Features.from_dict(schema.export_parquet_features(scorers))
+        assert card.features_yaml(scorers) == features._to_yaml_list()
 
 
 def test_card_body_holds_the_funnel_scores_and_models(demo_out, selection):
@@ -123,7 +130,12 @@ def test_card_body_holds_the_funnel_scores_and_models(demo_out, selection):
         mean = math.fsum(values) / len(values)
         assert f"| {key} | {mean:.4f} | {min(values):.4f} | {max(values):.4f} |\n" in text
     generate = pq.read_table(demo_out / "run" / "generate" / "data").to_pylist()[0]
-    assert f"- Generator: `builtin:tiny-sdxl` at revision `{generate['model_revision']}` (" in text
+    assert (
+        "- Generator `tiny` (preset tiny, licence apache-2.0, 24 of the images): `builtin:tiny-sdxl` at "
+        f"revision `{generate['model_revision']}` (EulerDiscreteScheduler, 2 steps, guidance 5.0, 64x64, "
+        "float32)\n"
+    ) in text
+    assert "## Licence of the generators" not in text  # every generator allows commercial use
     assert "- Scorer: CLIP `builtin:tiny-clip`, revision not pinned" in text
     recipe = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert recipe["ingest"]["inputs"] == ["demo_captions.jsonl"]  # names, not this machine's paths
@@ -151,7 +163,7 @@ def test_hf_folder_loads_through_its_card(hf_run, selection, tmp_path):
     for i, shard in enumerate(shards):  # the parquet format's bytes under the hub's names
         assert (hf / shard).read_bytes() == (parquet / f"part-{i:05d}.parquet").read_bytes()
     ds = datasets.load_dataset(str(hf), split="train", cache_dir=str(tmp_path))
-    assert ds.features == datasets.Features.from_dict(schema.EXPORT_PARQUET_FEATURES)
+    assert ds.features == datasets.Features.from_dict(schema.export_parquet_features([]))
     assert ds["key"] == [r["key"] for r in selection]
     assert ds["caption"] == [r["caption"] for r in selection]
     assert ds["weighted"] == [r["weighted"] for r in selection]

@@ -16,7 +16,6 @@ from rich.table import Table
 from synthvlm import pipeline
 from synthvlm.config import (
     CUTS,
-    GENERATE_PRESETS,
     CurateConfig,
     ExportConfig,
     GenerateConfig,
@@ -28,6 +27,7 @@ from synthvlm.config import (
 from synthvlm.core import fsio, interrupt
 from synthvlm.core.errors import ShardFailedError, UserError
 from synthvlm.core.progress import INTERVAL_ENV, interval, run_progress
+from synthvlm.generate.presets import PRESETS
 from synthvlm.plan import ANCHORS
 
 
@@ -163,7 +163,12 @@ def _run_stages(
         with interrupt.graceful_stop(grace=grace, say=say):
             with run_progress(stages if stages is not None else pipeline.default_stages(config)):
                 results = pipeline.run(
-                    run, config, stages=stages, recompute_from=recompute, executor=executor, progress=not quiet
+                    run,
+                    config,
+                    stages=stages,
+                    recompute_from=recompute,
+                    executor=executor,
+                    progress=not quiet,
                 )
     except interrupt.StopRequested as stop:
         say(_interrupted(run))
@@ -171,6 +176,9 @@ def _run_stages(
     for name, f in results.items():
         dropped = ", ".join(f"{r}={n}" for r, n in f["dropped"].items()) or "none"
         out.print(f"{name}: in {f['in']}, kept {f['kept']}, dropped {dropped}")
+    if "export" in results:
+        for warning in pipeline.licence_warnings(run):
+            err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _interrupted(run: str) -> str:
@@ -283,7 +291,7 @@ def generate(
         str | None,
         typer.Option(
             "--preset",
-            help="sdxl, sdxl-base, sd3-medium, tiny, tiny-refiner.",
+            help="A generator preset: sdxl, flux1-schnell, sana-sprint, ... (docs/generators.md).",
             show_default=_initially(GenerateConfig.model_fields["preset"].default),
         ),
     ] = None,
@@ -300,7 +308,7 @@ def generate(
         typer.Option(
             "--batch-size",
             help="Images per pipeline call (a ceiling).",
-            show_default=_initially(f"the preset's: {GENERATE_PRESETS['sdxl']['batch_size']} for sdxl"),
+            show_default=_initially(f"the preset's: {PRESETS['sdxl'].settings['batch_size']} for sdxl"),
         ),
     ] = None,
     device: Annotated[
@@ -600,7 +608,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
 ) -> None:
     """Project GPU-hours and wall time of the recipe's generate job from a measured per-image cost."""
-    from synthvlm.plan import Measured, anchor, count_input_captions, measured_from_run, project
+    from synthvlm.plan import costs, count_input_captions, project
 
     config = load_config(config_file)
     if run is not None:
@@ -613,14 +621,8 @@ def plan(
         if curate is None or not curate["complete"]:
             raise UserError(f"{run} has no finished curate stage to count captions from; pass --captions N")
         captions = curate["kept"]
-    if seconds_per_image is not None:
-        gen = config.generate.resolved()
-        measured = Measured(seconds_per_image, gen.steps, gen.width * gen.height, "given on the command line")
-    elif run is not None and (run / "generate" / "timing").is_dir():
-        measured = measured_from_run(run)
-    else:
-        measured = anchor(gpu_type, config)
-    result = project(config, captions=captions, gpus=gpus, gpu_type=gpu_type, measured=measured)
+    per_image = costs(config, gpu_type=gpu_type, run=run, seconds_per_image=seconds_per_image)
+    result = project(config, captions=captions, gpus=gpus, gpu_type=gpu_type, costs=per_image)
     if counted:
         result.assumptions.insert(0, f"{captions} captions in the recipe's inputs; curation keeps fewer")
     if as_json:
@@ -630,6 +632,13 @@ def plan(
         f"{result.images:,} images x {result.seconds_per_image:.2f} s = {result.gpu_hours:,.1f} GPU-hours; "
         f"{result.wall_hours:,.1f} h wall on {gpus} x {gpu_type}"
     )
+    if len(result.generators) > 1:
+        for row in result.generators:
+            out.print(
+                f"  {row['generator']}: {row['images']:,.0f} images x {row['seconds_per_image']:.2f} s = "
+                f"{row['gpu_hours']:,.1f} GPU-hours",
+                markup=False,
+            )
     for line in result.assumptions:
         out.print(f"  - {line}", markup=False)
 

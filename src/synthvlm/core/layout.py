@@ -13,6 +13,9 @@ from synthvlm.core import fsio
 CONFIG = "config.yaml"
 """The resolved config of a run; its presence is what makes a folder a run directory."""
 
+STAGE_ORDER = ("caption", "ingest", "curate", "generate", "score", "select", "export")
+"""Every stage's folder name, in pipeline order (`stages.STAGES` registers a stage class for each)."""
+
 _SHARD = "part-{index:05d}"
 _SHARD_GLOB = "part-*"
 _EXPORT_TAR = "shard-{index:05d}.tar"
@@ -165,6 +168,10 @@ class StageDir:
     def image_shard_ref(self, index: int) -> str:
         """The same tar relative to the run directory, as the candidate rows store it."""
         return f"{self.name}/images/{shard_name(index, '.tar')}"
+
+    def shard_of_image_shard(self, ref: str) -> fsio.RunPath:
+        """The table shard written beside the image shard `ref` (an `image_shard_ref`): its candidates."""
+        return self.shard(task_index(ref.rsplit("/", 1)[-1].removesuffix(".tar")))
 
     def embeddings(self, index: int) -> fsio.RunPath:
         """Score's CLIP embeddings of the candidates of shard `index` (the EMBEDDINGS schema)."""

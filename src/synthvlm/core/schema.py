@@ -80,6 +80,24 @@ CANDIDATE = pa.schema(
 )
 """One generated image (or a failed attempt at one). Deterministic: timings live in `TIMING`."""
 
+GENERATOR = pa.field("generator", pa.string(), nullable=False)
+"""The pool entry (`generate.generators[].name`) that made a candidate; only in mixed pools' tables."""
+
+
+def candidate_schema(mixed: bool) -> pa.Schema:
+    """CANDIDATE, plus `generator` when candidates come from several generators (a run with one generator
+    writes exactly CANDIDATE)."""
+    return CANDIDATE.append(GENERATOR) if mixed else CANDIDATE
+
+
+def generator_column(table: pa.Table, single: str) -> pa.Array:
+    """Which generator made each row of a table generate wrote (or keyed by its keys, with the column
+    carried): its `generator` column in a mixed pool; `single`, the one generator's name, otherwise."""
+    if GENERATOR.name in table.column_names:
+        return table.column(GENERATOR.name).combine_chunks()
+    return pa.array([single] * table.num_rows, pa.string())
+
+
 PROVENANCE = (
     "model_id",
     "model_revision",
@@ -117,6 +135,9 @@ SCORE = pa.schema(
 )
 """Scores of one good candidate: clip = max(cosine, 0), weighted = clip + lambda * ssim."""
 
+SCORE_IDENTITY = ("key", "caption_id", "candidate_index", "caption", "image_shard", "image_name")
+"""The SCORE columns that say which candidate a row is; the others are its scores."""
+
 SCORER_COLUMNS: dict[str, tuple[pa.Field, ...]] = {
     "siglip": (pa.field("siglip", pa.float64(), nullable=False),),
     "pickscore": (pa.field("pickscore", pa.float64(), nullable=False),),
@@ -125,6 +146,7 @@ SCORER_COLUMNS: dict[str, tuple[pa.Field, ...]] = {
         pa.field("nsfw", pa.bool_(), nullable=False),
         pa.field("nsfw_margin", pa.float64(), nullable=False),
     ),
+    "aesthetic": (pa.field("aesthetic", pa.float64(), nullable=False),),
 }
 """The columns each opt-in pair scorer adds after `weighted`, in `ScorersConfig` order (docs/metrics.md)."""
 
@@ -172,35 +194,53 @@ EMBEDDINGS = pa.schema(
 order of the score shard (the vectors' length is the CLIP model's projection size)."""
 
 
-EXPORT_PARQUET_FEATURES = {
-    "key": {"dtype": "string", "_type": "Value"},
-    "caption": {"dtype": "string", "_type": "Value"},
-    "image": {"_type": "Image"},
-    "caption_id": {"dtype": "string", "_type": "Value"},
-    "candidate_index": {"dtype": "int32", "_type": "Value"},
-    "clip": {"dtype": "float64", "_type": "Value"},
-    "ssim": {"dtype": "float64", "_type": "Value"},
-    "weighted": {"dtype": "float64", "_type": "Value"},
-    "rank": {"dtype": "int64", "_type": "Value"},
-}
-"""The Parquet export's columns as `datasets` features."""
+EXPORT_PROVENANCE = ("generator", "model_id", "model_revision", "seed")
+"""How each exported image was made: the pool's generator (its preset's name for a single generator), the
+model and its revision, and the image's seed (`derive_seed` of its caption, candidate and attempt)."""
 
-EXPORT_PARQUET = pa.schema(
-    [
-        pa.field("key", pa.string()),
-        pa.field("caption", pa.string()),
-        pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
-        pa.field("caption_id", pa.string()),
-        pa.field("candidate_index", pa.int32()),
-        pa.field("clip", pa.float64()),
-        pa.field("ssim", pa.float64()),
-        pa.field("weighted", pa.float64()),
-        pa.field("rank", pa.int64()),
-    ],
-    # `datasets` reads this to decode the image column as an Image feature.
-    metadata={"huggingface": json.dumps({"info": {"features": EXPORT_PARQUET_FEATURES}})},
-)
-"""The Parquet export: image bytes in `datasets`' Image struct, caption and scores."""
+
+def _value(field: pa.Field) -> dict[str, str]:
+    dtype = {pa.bool_(): "bool", pa.string(): "string"}.get(field.type, str(field.type))
+    return {"dtype": {"double": "float64"}.get(dtype, dtype), "_type": "Value"}
+
+
+def export_parquet_features(scorers: list[str]) -> dict[str, dict[str, str]]:
+    """The Parquet export's columns as `datasets` features: key, caption, image, the candidate, every score
+    column of the run (the opt-in scorers' included), the rank, then the image's provenance."""
+    return {
+        "key": {"dtype": "string", "_type": "Value"},
+        "caption": {"dtype": "string", "_type": "Value"},
+        "image": {"_type": "Image"},
+        "caption_id": {"dtype": "string", "_type": "Value"},
+        "candidate_index": {"dtype": "int32", "_type": "Value"},
+        **{f.name: _value(f) for f in score_schema(scorers) if f.name not in SCORE_IDENTITY},
+        "rank": {"dtype": "int64", "_type": "Value"},
+        "generator": {"dtype": "string", "_type": "Value"},
+        "model_id": {"dtype": "string", "_type": "Value"},
+        "model_revision": {"dtype": "string", "_type": "Value"},
+        "seed": {"dtype": "int64", "_type": "Value"},
+    }
+
+
+_ARROW = {
+    "string": pa.string(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+}
+
+
+def export_parquet_schema(scorers: list[str]) -> pa.Schema:
+    """The Parquet export: image bytes in `datasets`' Image struct, caption, scores and provenance; the
+    `huggingface` metadata makes `datasets` decode the image column as an Image feature."""
+    features = export_parquet_features(scorers)
+    image = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+    fields = [
+        pa.field(name, image if f["_type"] == "Image" else _ARROW[f["dtype"]]) for name, f in features.items()
+    ]
+    return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})
+
 
 SCORED_PAIR = pa.schema(
     [

@@ -1,5 +1,8 @@
 """The diffusers text-to-image engine: one pipeline call per batch, per-image seeds, validity checks, retries.
 
+What differs between text-to-image families (how a call is built, what guidance means, how prompts are
+counted, which speed settings apply) is the family's (`generate.families`); this module runs any of them.
+
 Every image is seeded from (run seed, caption id, candidate index, attempt), never from batch position, so any
 image can be regenerated from its provenance row (given the same batch layout: the caller fixes it).
 
@@ -9,14 +12,15 @@ costs a float32 decode per image. With an explicit float16 the VAE config's `for
 diffusers decode in float32 (or `generate.vae` names an fp16-safe VAE). Any NaN that still slips through is
 caught by the validity check.
 
-On CUDA `optimize` applies the speed settings (VAE slicing, channels-last UNet, optional FP8 and
-torch.compile), and pixels are validated and quantised to uint8 on the device: only bytes cross to the host.
+On CUDA the family's `optimize` applies the speed settings (VAE slicing, channels-last UNet, optional FP8
+and torch.compile), and pixels are validated and quantised to uint8 on the device: only bytes cross to the
+host.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +29,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from synthvlm.config import GenerateConfig
+from synthvlm.config import GeneratorConfig
 from synthvlm.core.errors import UserError, loading_model
 from synthvlm.core.seeds import derive_seed
+from synthvlm.generate.families import FAMILIES, TRUNCATION_NOTICE, family_of_pipeline
+from synthvlm.generate.families.base import DENOISER_FILE
 
 _HASHED_SUFFIXES = (".safetensors", ".json", ".txt")
 
@@ -104,64 +110,39 @@ def _to_pixels(images: Any) -> tuple[np.ndarray, list[str | None]]:
     return pixels.contiguous().cpu().numpy(), reasons
 
 
-def optimize(pipe: Any, *, compile: bool | str = False, quantize: str | None = None) -> None:
-    """Speed settings for a loaded pipeline, in place; the engine applies them on CUDA.
+def _drop_truncation_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(TRUNCATION_NOTICE)
 
-    Always: the VAE decodes image by image (its activations at 1024² dwarf the UNet's) and the UNet runs
-    channels-last. `quantize="fp8"`: the UNet's linear layers hold FP8 (e4m3) weights and quantise their
-    inputs per row on the fly (torchao; layers whose shapes FP8 matmuls cannot take stay as they are).
-    `compile=True`: the UNet through torch.compile in its default mode. `compile="max-autotune"`: the recipe
-    diffusers documents for SDXL — fused QKV projections in the UNet and VAE, the inductor settings below,
-    UNet and VAE decoder compiled whole (fullgraph) with autotuned kernels.
 
-    Compiled graphs are static: each batch size compiles once per worker and keeps its own kernels (with
-    torch's default, the second batch size seen would switch every later call to a dynamic-shape graph).
-    A shard's last call is smaller unless `images_per_shard` is a multiple of `batch_size`.
-    """
-    import torch
-
-    unet, vae = getattr(pipe, "unet", None), getattr(pipe, "vae", None)
-    if hasattr(vae, "enable_slicing"):
-        vae.enable_slicing()
-    if unet is None:
-        return
-    unet.to(memory_format=torch.channels_last)
-    autotune = compile == "max-autotune"
-    if autotune:
-        for model in (unet, vae):
-            if hasattr(model, "fuse_qkv_projections"):
-                model.fuse_qkv_projections()
-    if quantize == "fp8":
-        try:
-            from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
-        except ImportError as e:
-            raise UserError("generate.quantize: fp8 needs torchao: pip install 'synthvlm[fp8]'") from e
-        quantize_(unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
-    if autotune:
-        import torch._inductor.config as inductor
-
-        inductor.conv_1x1_as_mm = True  # 1x1 convolutions as matmuls
-        inductor.coordinate_descent_tuning = True
-        inductor.coordinate_descent_check_all_directions = True
-        inductor.epilogue_fusion = False
-        pipe.unet = torch.compile(unet, mode="max-autotune", fullgraph=True, dynamic=False)
-        if vae is not None:
-            vae.decode = torch.compile(vae.decode, mode="max-autotune", fullgraph=True, dynamic=False)
-    elif compile:
-        pipe.unet = torch.compile(unet, dynamic=False)
+def _silence_truncation_notices(pipe: Any) -> None:
+    """Drop the pipeline's per-batch "was truncated" warnings (the stage counts truncation per prompt)."""
+    logger = logging.getLogger(type(pipe).__module__)  # where the pipeline logs them
+    if _drop_truncation_notice not in logger.filters:
+        logger.addFilter(_drop_truncation_notice)
 
 
 class ImageGenerator:
-    """Generates seeded, validated images with a diffusers pipeline (plus optional SDXL refiner).
+    """Generates seeded, validated images with one generator's diffusers pipeline (plus an SDXL refiner).
 
-    Construction is cheap (workers build one per config, through the model registry's cache); the
+    Construction is cheap (workers build one per generator, through the model registry's cache); the
     pipelines load on first use and stay cached on the instance.
     """
 
-    def __init__(self, config: GenerateConfig, *, models_dir: Path, run_seed: int) -> None:
-        self.config = config.resolved()  # the preset's values for every field the config leaves unset
+    def __init__(
+        self,
+        generator: GeneratorConfig,
+        *,
+        models_dir: Path,
+        run_seed: int,
+        device: str = "auto",
+        max_attempts: int = 3,
+    ) -> None:
+        self.config = generator.resolved()  # the preset's values for every field the config leaves unset
+        self.family = FAMILIES[self.config.family.name]
         self.models_dir = Path(models_dir)
         self.run_seed = run_seed
+        self.requested_device = device
+        self.max_attempts = max_attempts
         self._pipes: tuple[Any, Any] | None = None
         self._provenance: Provenance | None = None
         self.max_batch: int | None = None
@@ -172,7 +153,7 @@ class ImageGenerator:
         """The torch device the pipelines run on ("auto" resolves to cuda when present)."""
         from synthvlm.core.devices import resolve_device
 
-        return resolve_device(self.config.device)
+        return resolve_device(self.requested_device)
 
     @property
     def dtype_name(self) -> str:
@@ -184,6 +165,21 @@ class ImageGenerator:
         import torch
 
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+    def _torch_dtypes(self) -> Any:
+        """The dtype `from_pretrained` takes: one torch dtype, or per component where the family needs it
+        (bfloat16 falls back to float32 on a device without it)."""
+        import torch
+
+        def dtype(name: str) -> Any:
+            if name == "bfloat16" and self.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+                name = "float32"
+            return getattr(torch, name)
+
+        wanted = self.family.dtypes(self.dtype_name)
+        if isinstance(wanted, str):
+            return dtype(wanted)
+        return {component: dtype(name) for component, name in wanted.items()}
 
     def _source(self, name: str) -> tuple[str | Path, bool]:
         """Where to load `name` from, and whether that is a local directory."""
@@ -198,34 +194,70 @@ class ImageGenerator:
         source, local = self._source(name)
         return directory_revision(source) if local else _hub_revision(str(source))
 
-    def _load_one(self, name: str, revision: str | None) -> Any:
+    def _load_one(self, field: str, name: str, revision: str | None, allowed: Sequence[str]) -> Any:
         import torch
         from diffusers import DiffusionPipeline
 
         source, local = self._source(name)
-        kwargs: dict[str, Any] = {"dtype": getattr(torch, self.dtype_name), "use_safetensors": True}
+        dtypes = self._torch_dtypes()
+        kwargs: dict[str, Any] = {"dtype": dtypes, "use_safetensors": True}
         if local:
             kwargs["local_files_only"] = True
         else:
             kwargs["revision"] = revision
+        base_dtype = dtypes["default"] if isinstance(dtypes, dict) else dtypes
         if self.config.vae is not None:
-            from diffusers import AutoencoderKL
-
-            vae_source, vae_local = self._source(self.config.vae)
-            vae_kwargs = {"local_files_only": True} if vae_local else {}
-            with loading_model(self.config.vae):
-                kwargs["vae"] = AutoencoderKL.from_pretrained(
-                    vae_source, dtype=kwargs["dtype"], use_safetensors=True, **vae_kwargs
-                )
+            kwargs["vae"] = self._load_component(self.family.vae_class, self.config.vae, base_dtype)
         with loading_model(name):
             pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
+        _silence_truncation_notices(pipe)
+        if type(pipe).__name__ not in allowed:
+            other = family_of_pipeline(type(pipe).__name__)
+            presets = f"a {other.name} preset" if other is not None else "a preset of its family"
+            raise UserError(
+                f"{field} {name} is a {type(pipe).__name__}, not a pipeline of the {self.family.name} family "
+                f"({', '.join(allowed)}) that preset {self.config.preset} runs: choose {presets}"
+            )
+        if field == "generate.model":
+            self._replace_parts(pipe, base_dtype)
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         if self.device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = True  # what little runs in float32 (schedulers, upcasts)
             torch.backends.cudnn.benchmark = True  # fixed shapes per run: pick the fastest conv kernels once
-            optimize(pipe, compile=self.config.compile, quantize=self.config.quantize)
+            self.family.optimize(pipe, compile=self.config.compile, quantize=self.config.quantize)
         return pipe
+
+    def _load_component(self, class_name: str, name: str, dtype: Any) -> Any:
+        """A replacement model (`generate.vae`) of a diffusers class, from a folder or hub id."""
+        import diffusers
+
+        source, local = self._source(name)
+        with loading_model(name):
+            return getattr(diffusers, class_name).from_pretrained(
+                source, dtype=dtype, use_safetensors=True, **({"local_files_only": True} if local else {})
+            )
+
+    def _replace_parts(self, pipe: Any, dtype: Any) -> None:
+        """`generate.denoiser` weights into the pipeline's own denoiser; `generate.scheduler` overrides."""
+        cfg = self.config
+        if cfg.denoiser is not None:
+            from synthvlm.models import registry
+
+            denoiser = getattr(pipe, self.family.denoiser)
+            with loading_model(cfg.denoiser):
+                file = registry.weights_file(
+                    cfg.denoiser, models_dir=self.models_dir, in_folder=DENOISER_FILE
+                )
+                missing, unexpected = denoiser.load_state_dict(registry.read_state_dict(file), strict=False)
+            if missing or unexpected:
+                raise UserError(
+                    f"generate.denoiser {cfg.denoiser} does not fit the {self.family.denoiser} of "
+                    f"{cfg.model}: {len(missing)} missing and {len(unexpected)} unexpected weights"
+                )
+            denoiser.to(dtype)
+        if cfg.scheduler is not None:
+            pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **cfg.scheduler)
 
     def _check_quantize(self) -> None:
         """One-line errors for an FP8 request this worker cannot honour, before any weights load."""
@@ -244,12 +276,15 @@ class ImageGenerator:
             raise UserError(f"generate.quantize: fp8 needs dtype bfloat16 (or auto), not {self.dtype_name}")
 
     def _load(self) -> tuple[Any, Any]:
-        """The (base, refiner-or-None) pipelines, loaded once per instance."""
+        """The (pipeline, refiner-or-None), loaded once per instance."""
         if self._pipes is None:
             self._check_quantize()
             cfg = self.config
-            base = self._load_one(cfg.model, cfg.revision)
-            refiner = self._load_one(cfg.refiner, cfg.refiner_revision) if cfg.refiner else None
+            base = self._load_one("generate.model", cfg.model, cfg.revision, self.family.pipelines)
+            refiner = None
+            if cfg.refiner:
+                allowed = self.family.refiner_pipelines
+                refiner = self._load_one("generate.refiner", cfg.refiner, cfg.refiner_revision, allowed)
             self._pipes = (base, refiner)
         return self._pipes
 
@@ -271,10 +306,8 @@ class ImageGenerator:
         return self._provenance
 
     def prompt_tokens(self, prompts: Sequence[str]) -> list[tuple[int, bool]]:
-        """(token count incl. BOS/EOS, truncated?) per prompt: the encoder silently drops the excess."""
-        tokenizer = self._load()[0].tokenizer
-        ids = tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]
-        return [(len(seq), len(seq) > tokenizer.model_max_length) for seq in ids]
+        """(tokens, truncated?) per prompt, counted as the family's pipeline tokenizes it (`Family`)."""
+        return self.family.prompt_tokens(self._load()[0], self.config, prompts)
 
     def _run(self, prompts: Sequence[str], seeds: Sequence[int]) -> Any:
         """Float images (n, 3, height, width) in [0, 1] on the device, in pipeline calls of at most
@@ -304,32 +337,19 @@ class ImageGenerator:
             return self._run(prompts, seeds)
 
     def _call(self, prompts: Sequence[str], seeds: Sequence[int]) -> Any:
-        """One pipeline call (base, then refiner if configured) for the whole batch."""
+        """One pipeline call (the family's: base, then refiner if configured) for the whole batch."""
         import torch
 
         cfg = self.config
-        base, refiner = self._load()
-        n = len(prompts)
-        common: dict[str, Any] = {
-            "prompt": list(prompts),
-            "negative_prompt": [cfg.negative_prompt] * n,
-            "generator": [torch.Generator(self.device).manual_seed(s) for s in seeds],
-            "num_inference_steps": cfg.steps,
-            "guidance_scale": cfg.guidance,
-        }
-        size = {"width": cfg.width, "height": cfg.height}
-        if (
-            cfg.max_sequence_length is not None
-            and "max_sequence_length" in inspect.signature(base.__call__).parameters
-        ):
-            common["max_sequence_length"] = cfg.max_sequence_length
+        generators = [torch.Generator(self.device).manual_seed(s) for s in seeds]
         with torch.inference_mode():
-            if refiner is None:
-                return base(**common, **size, output_type="pt").images
-            latents = base(**common, **size, denoising_end=cfg.high_noise_frac, output_type="latent").images
-            return refiner(
-                **common, image=latents, denoising_start=cfg.high_noise_frac, output_type="pt"
-            ).images
+            images = self.family.run(self._load(), cfg, prompts, generators)
+        if tuple(images.shape[2:]) != (cfg.height, cfg.width):
+            raise UserError(
+                f"generate: {cfg.model} made {images.shape[3]}x{images.shape[2]} images, not the configured "
+                f"{cfg.width}x{cfg.height}: choose a size its pipeline takes as it is"
+            )
+        return images
 
     def generate(
         self, prompts: Sequence[str], *, caption_ids: Sequence[str], candidate_indices: Sequence[int]
@@ -343,7 +363,7 @@ class ImageGenerator:
         results: list[ImageResult | None] = [None] * len(prompts)
         failures: dict[int, tuple[str, int]] = {}
         pending = list(range(len(prompts)))
-        for attempt in range(self.config.max_attempts):
+        for attempt in range(self.max_attempts):
             if not pending:
                 break
             seeds = [
@@ -364,7 +384,7 @@ class ImageGenerator:
         for i in pending:
             reason, seed = failures[i]
             results[i] = ImageResult(
-                image=None, status="failed", reason=reason, seed=seed, attempts=self.config.max_attempts
+                image=None, status="failed", reason=reason, seed=seed, attempts=self.max_attempts
             )
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]

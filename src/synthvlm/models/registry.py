@@ -21,16 +21,25 @@ BUILTIN = "builtin:"
 """Prefix of model names that synthvlm builds locally from configs (random weights) instead of loading."""
 
 BUILTIN_NAMES = (
+    "tiny-aesthetic",
     "tiny-blip-caption",
     "tiny-blip-itm",
     "tiny-clip",
+    "tiny-flux1",
+    "tiny-flux2-klein",
     "tiny-llava",
     "tiny-llava-hf",
     "tiny-lm",
+    "tiny-pixart-sigma",
+    "tiny-qwen-image",
     "tiny-safety-checker",
+    "tiny-sana",
+    "tiny-sana-sprint",
+    "tiny-sd3",
     "tiny-sdxl",
     "tiny-sdxl-refiner",
     "tiny-siglip",
+    "tiny-z-image",
 )
 """Every `builtin:NAME` model, each built by `synthvlm.models.builtin`."""
 
@@ -40,19 +49,44 @@ its own under RUN/models). The builds are deterministic, so either way a model's
 
 
 def _builder(name: str) -> Callable[[Path], Path]:
-    from synthvlm.models.builtin import blip, clip, llava, lm, safety, sdxl, siglip
+    from synthvlm.models.builtin import (
+        aesthetic,
+        blip,
+        clip,
+        flux1,
+        flux2_klein,
+        llava,
+        lm,
+        pixart,
+        qwen_image,
+        safety,
+        sana,
+        sd3,
+        sdxl,
+        siglip,
+        z_image,
+    )
 
     return {
+        "tiny-aesthetic": aesthetic.build_tiny_aesthetic,
         "tiny-blip-caption": blip.build_tiny_blip_caption,
         "tiny-blip-itm": lm.build_tiny_blip_itm,
         "tiny-clip": clip.build_tiny_clip,
+        "tiny-flux1": flux1.build_tiny_flux1,
+        "tiny-flux2-klein": flux2_klein.build_tiny_flux2_klein,
         "tiny-llava": llava.build_tiny_llava,
         "tiny-llava-hf": llava.build_tiny_llava_hf,
         "tiny-lm": lm.build_tiny_lm,
+        "tiny-pixart-sigma": pixart.build_tiny_pixart_sigma,
+        "tiny-qwen-image": qwen_image.build_tiny_qwen_image,
         "tiny-safety-checker": safety.build_tiny_safety_checker,
+        "tiny-sana": sana.build_tiny_sana,
+        "tiny-sana-sprint": sana.build_tiny_sana_sprint,
+        "tiny-sd3": sd3.build_tiny_sd3,
         "tiny-sdxl": sdxl.build_tiny_sdxl,
         "tiny-sdxl-refiner": sdxl.build_tiny_sdxl_refiner,
         "tiny-siglip": siglip.build_tiny_siglip,
+        "tiny-z-image": z_image.build_tiny_z_image,
     }[name]
 
 
@@ -122,3 +156,56 @@ def cached(role: str, key: Hashable, build: Callable[[], T]) -> T:
 def clear_cache() -> None:
     """Drop every loaded model of this process."""
     _LOADED.clear()
+
+
+def hub_file(name: str) -> tuple[str, str]:
+    """`REPO_ID/FILENAME` split into the hub repo id (its first two parts) and the file's path in the repo."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    owner, _, rest = name.partition("/")
+    repo, _, filename = rest.partition("/")
+    try:
+        validate_repo_id(f"{owner}/{repo}")
+    except HFValidationError:
+        filename = ""
+    if not filename:
+        raise ValueError(f"{name!r} is neither a local file nor a hub file given as REPO_ID/FILENAME")
+    return f"{owner}/{repo}", filename
+
+
+def weights_file(name: str, *, models_dir: Path, in_folder: str) -> Path:
+    """The local weights file `name` names: the file itself; `in_folder` inside a folder or a `builtin:`
+    model (built first); else a hub file `REPO_ID/FILENAME` from the HF cache (downloaded only online)."""
+    if is_builtin(name) or Path(name).is_dir():
+        return Path(location(name, models_dir=models_dir)) / in_folder
+    if Path(name).is_file():
+        return Path(name)
+    from huggingface_hub import hf_hub_download
+
+    repo_id, filename = hub_file(name)
+    return Path(hf_hub_download(repo_id, filename))
+
+
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """The tensors of a `.safetensors` file, or of a torch file loaded with `weights_only` (no code runs)."""
+    import pickle
+
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        # torch's text opens with advice to retry without weights_only (which runs the file's code): only
+        # the unpickler's own reason is kept.
+        reason = str(exc).partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0]
+        reason = " ".join((reason or str(exc)).split())
+    else:
+        if isinstance(state, dict):
+            return state
+        reason = f"it holds a {type(state).__name__}"
+    # raised here, not in the handler, so that the error carries no cause repeating it
+    raise ValueError(f"{path} is not a torch state dict of tensors ({reason})")

@@ -9,7 +9,7 @@ import json
 import tarfile
 from collections import defaultdict
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from PIL import Image
@@ -17,10 +17,14 @@ from PIL import Image
 from synthvlm import card
 from synthvlm.core import fsio, schema
 from synthvlm.core.layout import ExportDir
+from synthvlm.core.needs import Destination, Need
 from synthvlm.core.progress import report_rows
 from synthvlm.core.shards import read_range, row_counts
 from synthvlm.core.stage import Stage, Task, TaskStats
 from synthvlm.core.webdataset import add_member, encode, iter_tar, json_bytes
+
+if TYPE_CHECKING:
+    from synthvlm.config import RunConfig
 
 
 def default_instructions() -> list[str]:
@@ -42,6 +46,13 @@ class ExportStage(Stage):
     name = "export"
     upstream = ("select",)
     unit = "images"
+
+    @classmethod
+    def needs(cls, config: RunConfig) -> list[Need]:
+        if config.export.out is None:
+            return []
+        fix = "set export.out (or `synthvlm export --out`) to a folder you can write to"
+        return [Destination("export.out", config.export.out, fix)]
 
     @property
     def out(self) -> fsio.RunPath:
@@ -79,12 +90,17 @@ class ExportStage(Stage):
         counts = row_counts(files)
         rows = read_range(files, counts, start, end).to_pylist()
         images = self._images(rows)
+        provenance = self._provenance(rows)
         if task.phase == "hf":  # the hub's shard names say how many shards there are
             path = ExportDir.hf_shard(self.out / "hf", task.index, self._task_count(sum(counts)))
-            fsio.write_table(path, self._parquet_table(rows, images))
+            fsio.write_table(path, self._parquet_table(rows, images, provenance))
+        elif task.phase == "parquet":
+            path = ExportDir.parquet_shard(self.out / "parquet", task.index)
+            fsio.write_table(path, self._parquet_table(rows, images, provenance))
+        elif task.phase == "webdataset":
+            self._webdataset(task, rows, images, provenance)
         else:
-            write = {"llava": self._llava, "webdataset": self._webdataset, "parquet": self._parquet}
-            write[task.phase](task, rows, images)
+            self._llava(task, rows, images)
         report_rows(len(rows))
         return TaskStats(len(rows), len(rows))
 
@@ -131,33 +147,56 @@ class ExportStage(Stage):
             )
         fsio.write_json(self.layout.llava_part(task.index), entries)
 
-    def _webdataset(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
+    def _webdataset(
+        self,
+        task: Task,
+        rows: list[dict[str, Any]],
+        images: dict[str, bytes],
+        provenance: dict[str, dict[str, Any]],
+    ) -> None:
         path = ExportDir.webdataset_shard(self.out / "webdataset", task.index)
+        fields = [k for k in self._export_schema().names if k not in ("caption", "image")]
         with fsio.atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             for row in rows:
                 add_member(tar, f"{row['key']}.jpg", images[row["key"]])
                 add_member(tar, f"{row['key']}.txt", row["caption"].encode())
-                meta = {
-                    k: row[k]
-                    for k in ("key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank")
-                }
-                add_member(tar, f"{row['key']}.json", json_bytes(meta))
+                meta = {**row, **provenance[row["key"]]}
+                add_member(tar, f"{row['key']}.json", json_bytes({k: meta[k] for k in fields}))
 
-    def _parquet(self, task: Task, rows: list[dict[str, Any]], images: dict[str, bytes]) -> None:
-        table = self._parquet_table(rows, images)
-        fsio.write_table(ExportDir.parquet_shard(self.out / "parquet", task.index), table)
+    def _provenance(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each row's `schema.EXPORT_PROVENANCE`, by key, from the candidate tables of its image shards."""
+        generate = self.upstream_dir("generate")
+        single = self.config.generate.pool()[0].label
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for row in rows:
+            wanted[row["image_shard"]].add(row["key"])
+        out: dict[str, dict[str, Any]] = {}
+        for ref, keys in sorted(wanted.items()):
+            columns = ["key", "seed", "model_id", "model_revision"]
+            table = fsio.read_table(generate.shard_of_image_shard(ref))
+            names = schema.generator_column(table, single).to_pylist()
+            for name, row in zip(names, table.select(columns).to_pylist(), strict=True):
+                if row["key"] in keys:
+                    out[row["key"]] = {"generator": name, **{k: row[k] for k in columns[1:]}}
+        return out
 
-    @staticmethod
-    def _parquet_table(rows: list[dict[str, Any]], images: dict[str, bytes]) -> pa.Table:
-        """The EXPORT_PARQUET table of a task's rows: the parquet and hf formats write the same bytes."""
+    def _export_schema(self) -> pa.Schema:
+        return schema.export_parquet_schema(self.config.score.scorers.enabled())
+
+    def _parquet_table(
+        self, rows: list[dict[str, Any]], images: dict[str, bytes], provenance: dict[str, dict[str, Any]]
+    ) -> pa.Table:
+        """The Parquet export table of a task's rows: the parquet and hf formats write the same bytes."""
+        export_schema = self._export_schema()
         records = [
             {
-                **{k: row[k] for k in schema.EXPORT_PARQUET_FEATURES if k != "image"},
+                **{k: row[k] for k in export_schema.names if k in row and k != "image"},
+                **provenance[row["key"]],
                 "image": {"bytes": images[row["key"]], "path": f"{row['key']}.jpg"},
             }
             for row in rows
         ]
-        return pa.Table.from_pylist(records, schema=schema.EXPORT_PARQUET)
+        return pa.Table.from_pylist(records, schema=export_schema)
 
     def _finalize(self, task: Task) -> TaskStats:
         (total,) = task.payload
