@@ -521,7 +521,11 @@ def status(
         str | None, typer.Option("--run", help="The run directory, as the other commands take it.")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help='One JSON object: {"stages": {name: {in, kept, dropped}}}.')
+        bool,
+        typer.Option(
+            "--json",
+            help='One JSON object: {"stages": {name: {in, kept, dropped, ...}}, "generators": {...}}.',
+        ),
     ] = False,
 ) -> None:
     """Progress and funnel of every stage of a run."""
@@ -543,6 +547,18 @@ def status(
         dropped = ", ".join(f"{r} {n}" for r, n in f["dropped"].items()) or "-"
         table.add_row(name, progress, str(f["in"]), str(f["kept"]), dropped)
     out.print(table)
+    generators = report.get("generators", {})
+    if len(generators) > 1:
+        table = Table(title="generators")
+        table.add_column("generator", no_wrap=True)
+        for col in ("candidates", "failed", "selected", "share", "s/selected"):
+            table.add_column(col, justify="right")
+        for name, g in generators.items():
+            share = "-" if g["selection_share"] is None else f"{g['selection_share']:.1%}"
+            cost = "-" if g["seconds_per_selected"] is None else f"{g['seconds_per_selected']:.3f}"
+            counts = (g["candidates"], g["failed"], g["selected"])
+            table.add_row(name, *map(str, counts), share, cost)
+        out.print(table)
 
 
 @app.command()
