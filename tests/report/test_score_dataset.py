@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from synthvlm import pipeline
 from synthvlm.cli.report import register
 from synthvlm.config import ScoreConfig
-from synthvlm.core import fsio
+from synthvlm.core import fsio, schema
 from synthvlm.core.errors import UserError
 from synthvlm.core.webdataset import add_member, encode
 from synthvlm.models.builtin.clip import build_tiny_clip
@@ -347,3 +347,47 @@ def test_coco_mini_reproduces_the_papers_ssim(shared_data, tmp_path):
     assert summary["score"]["ssim_data_range"] == 2 and summary["ssim_definition"] == DEFINITIONS[2]
     assert round(summary["ssim_mean"], 4) == 0.7241
     assert ", SSIM 0.7241, " in result.stdout
+
+
+def test_opt_in_scorers_and_vendi_reach_the_scores_and_the_summary(tmp_path):
+    """With a run's opt-in scorers (`--like`), every scored pair gets their columns, computed by the scorer
+    classes the score stage uses; the summary holds each column's mean and the Vendi score of the distinct
+    images (the same image twice counts once)."""
+    from synthvlm.report.diversity import vendi_score
+    from synthvlm.score.pairs import scorer_class
+
+    scorers = {
+        "nsfw": {"model": "builtin:tiny-safety-checker"},
+        "aesthetic": {"clip_model": "builtin:tiny-clip", "weights": "builtin:tiny-aesthetic"},
+    }
+    score = ScoreConfig.model_validate({**TINY.model_dump(), "scorers": scorers})
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(_jpeg(i))
+    coco = {  # image 0 has two captions
+        "images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(3)],
+        "annotations": [
+            {"id": 10 + i, "image_id": i % 3, "caption": c} for i, c in enumerate([*CAPTIONS, "a red square"])
+        ],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    summary = score_dataset(tmp_path / "coco.json", out=tmp_path / "out", images=folder, score=score)
+    rows = _scores(tmp_path / "out")
+    assert [r["image"] for r in rows] == ["0.jpg", "1.jpg", "2.jpg", "0.jpg"]
+    assert list(rows[0])[-3:] == ["nsfw", "nsfw_margin", "aesthetic"]
+    images = [Image.open(io.BytesIO(_jpeg(i % 3))).convert("RGB") for i in range(4)]
+    captions = [r["caption"] for r in rows]
+    for name in ("nsfw", "aesthetic"):
+        config = getattr(score.scorers, name)
+        own = scorer_class(name)(
+            config, run_dir=tmp_path, models_dir=tmp_path / "m", device="cpu", batch_size=4, workers=1
+        )
+        for column, values in own.score(images, captions).items():
+            assert [r[column] for r in rows] == values.tolist(), column
+    assert summary["aesthetic_mean"] == pytest.approx(np.mean([r["aesthetic"] for r in rows]), abs=1e-12)
+    assert summary["nsfw_margin_mean"] == pytest.approx(np.mean([r["nsfw_margin"] for r in rows]), abs=1e-12)
+    assert "nsfw_mean" not in summary  # a flag, not a score
+    embeddings = pq.read_table(tmp_path / "out" / "embeddings.parquet")
+    vectors = schema.embedding_matrix(embeddings.column("image_emb"))
+    assert summary["vendi"] == pytest.approx(vendi_score(vectors[:3]), rel=1e-12)  # 3 distinct images

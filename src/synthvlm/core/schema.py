@@ -260,6 +260,11 @@ SCORED_PAIR = pa.schema(
 """One pair `score-dataset` read: `status` is "ok" (scores set) or the reason it could not be scored."""
 
 
+def scored_pair_schema(scorers: list[str]) -> pa.Schema:
+    """SCORED_PAIR plus the enabled scorers' columns (null where the pair could not be scored)."""
+    return pa.schema([*SCORED_PAIR, *(f.with_nullable(True) for n in scorers for f in SCORER_COLUMNS[n])])
+
+
 def embeddings_table(keys: list[str], image_emb: Any, text_emb: Any) -> pa.Table:
     """Rows of the EMBEDDINGS table from (n, d) arrays: float16 vectors by key."""
     import numpy as np

@@ -20,7 +20,7 @@ Every source row becomes one output row: scored (``status == "ok"``) or not, wit
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,11 @@ import pyarrow as pa
 
 from synthvlm.config import ScoreConfig
 from synthvlm.core import fsio, schema
+from synthvlm.report.diversity import vendi_score
+from synthvlm.report.reference import embed_reference, gap_metrics, stored_set
 from synthvlm.report.sources import Pair, decode, detect_source, iter_pairs
 from synthvlm.score.clip import scorer_for
+from synthvlm.score.pairs import scorers_for
 from synthvlm.score.ssim import DEFINITIONS
 
 SCORES_FILE = "scores.parquet"
@@ -46,11 +49,16 @@ def embedding_key(row: dict[str, Any]) -> str:
 
 
 def score_pairs(
-    pairs: Iterator[Pair], *, score: ScoreConfig, scorer: Any, on_rows: Callable[[int], None] = lambda n: None
+    pairs: Iterator[Pair],
+    *,
+    score: ScoreConfig,
+    scorer: Any,
+    scorers: Sequence[Any] = (),
+    on_rows: Callable[[int], None] = lambda n: None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Score pairs with the score stage's definitions: a `schema.SCORED_PAIR` table in source order, and the
-    scored pairs' CLIP embeddings (`schema.EMBEDDINGS`, float16 as the score stage stores them) in its
-    order, keyed by `embedding_key`."""
+    """Score pairs with the score stage's definitions: a `schema.scored_pair_schema` table in source order
+    (the opt-in `scorers`' columns included), and the scored pairs' CLIP embeddings (`schema.EMBEDDINGS`,
+    float16 as the score stage stores them) in its order, keyed by `embedding_key`."""
     import torch
     from PIL import Image
 
@@ -81,6 +89,11 @@ def score_pairs(
         for (row, _, digest), c in zip(batch, clip, strict=True):
             s = ssim_cache[digest]
             row.update(clip=float(c), ssim=s, weighted=float(c + score.ssim_weight * s))
+        captions = [r["caption"] for r, _, _ in batch]
+        for pair_scorer in scorers:
+            for column, values in pair_scorer.score(images, captions).items():
+                for (row, _, _), value in zip(batch, values.tolist(), strict=True):
+                    row[column] = value
         on_rows(len(batch))
         batch.clear()
 
@@ -110,13 +123,18 @@ def score_pairs(
             flush()
     if batch:
         flush()
-    full = [{**dict.fromkeys(schema.SCORED_PAIR.names), **r} for r in rows]
+    table_schema = schema.scored_pair_schema([s.name for s in scorers])
+    full = [{**dict.fromkeys(table_schema.names), **r} for r in rows]
     embeddings = pa.concat_tables(vectors) if vectors else schema.EMBEDDINGS.empty_table()
-    return pa.Table.from_pylist(full, schema=schema.SCORED_PAIR), embeddings.combine_chunks()
+    return pa.Table.from_pylist(full, schema=table_schema), embeddings.combine_chunks()
 
 
-def summarize(table: pa.Table, *, name: str, source: str, fmt: str, score: ScoreConfig) -> dict[str, Any]:
-    """The Table-4 row of a scored dataset: counts, failures by reason, mean CLIP, SSIM and weighted."""
+def summarize(
+    table: pa.Table, embeddings: pa.Table, *, name: str, source: str, fmt: str, score: ScoreConfig
+) -> dict[str, Any]:
+    """The Table-4 row of a scored dataset: counts, failures by reason, the mean of every score column
+    (`<column>_mean`: CLIP, SSIM, weighted and each opt-in scorer's), and the Vendi score of its distinct
+    images' CLIP embeddings."""
     import pyarrow.compute as pc
 
     ok = table.filter(pc.equal(table.column("status"), "ok"))
@@ -128,6 +146,7 @@ def summarize(table: pa.Table, *, name: str, source: str, fmt: str, score: Score
     def mean(col: str) -> float | None:
         return pc.mean(ok.column(col)).as_py() if ok.num_rows else None
 
+    distinct = stored_set(embeddings, ok.column("image").to_pylist()).image if ok.num_rows else None
     return {
         "name": name,
         "source": source,
@@ -136,9 +155,8 @@ def summarize(table: pa.Table, *, name: str, source: str, fmt: str, score: Score
         "scored": ok.num_rows,
         "failed": dict(sorted(failed.items())),
         "images": len(set(ok.column("image").to_pylist())),
-        "clip_mean": mean("clip"),
-        "ssim_mean": mean("ssim"),
-        "weighted_mean": mean("weighted"),
+        **{f"{column}_mean": mean(column) for column in schema.score_columns(score.scorers.enabled())},
+        "vendi": vendi_score(distinct) if distinct is not None and len(distinct) else None,
         "score": score.model_dump(mode="json", exclude={"device", "batch_size"}),
         "ssim_definition": DEFINITIONS[score.ssim_data_range],
     }
@@ -163,13 +181,12 @@ def score_dataset(
     With `reference` (any source this reads), the summary's "reference" key holds the gap between the
     scored dataset and the reference (`reference.gap_metrics`), the reference embedded with the same CLIP.
     """
-    from synthvlm.report.reference import embed_reference, gap_metrics, stored_set
-
     score = score or ScoreConfig()
     out = Path(out)
     if fmt == "auto":
         fmt = detect_source(source)
     scorer = scorer_for(score, models_dir=out / "models")
+    scorers = scorers_for(score, run_dir=fsio.run_path(out), models_dir=out / "models")
     # The reference first: a mistake in its arguments shows before the source is scored.
     described = None
     if reference is not None:
@@ -182,10 +199,17 @@ def score_dataset(
         )
     pairs = iter_pairs(source, fmt=fmt, images=images)
     table, embeddings = with_counter(
-        "scoring", progress, lambda step: score_pairs(pairs, score=score, scorer=scorer, on_rows=step)
+        "scoring",
+        progress,
+        lambda step: score_pairs(pairs, score=score, scorer=scorer, scorers=scorers, on_rows=step),
     )
     summary = summarize(
-        table, name=name or Path(source).stem, source=str(Path(source).resolve()), fmt=fmt, score=score
+        table,
+        embeddings,
+        name=name or Path(source).stem,
+        source=str(Path(source).resolve()),
+        fmt=fmt,
+        score=score,
     )
     if described is not None:
         import pyarrow.compute as pc
