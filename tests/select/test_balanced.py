@@ -1,4 +1,4 @@
-"""Balanced selection: k-means labels, SemDeDup inside clusters, the MetaCLIP cap, on hand-made arrays."""
+"""Balanced selection: k-means labels, sub-clusters, screened SemDeDup and the MetaCLIP cap, on small data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from synthvlm.select import balanced
-from synthvlm.select.balanced import cluster, near_duplicates, quota_fill
+from synthvlm.select.balanced import cluster, near_duplicates, quota_fill, subclusters
 
 
 def _unit(rows) -> np.ndarray:
@@ -133,37 +133,189 @@ def test_near_duplicates_unranked_rows_and_empty():
     assert none.shape == (0,)
 
 
-def test_near_duplicates_sketch_screen_and_blocks_match_the_full_matrix(monkeypatch):
-    # Small limits so that 900 rows take the sketch screen, several row blocks and column chunks.
-    monkeypatch.setattr(balanced, "SKETCH_MIN_ROWS", 100)
+def _small_blocks(monkeypatch, *, sketch: bool) -> None:
+    """Limits small enough that a few hundred rows take several row blocks, column chunks and confirmation
+    chunks, and (with `sketch`) the sketch screen."""
+    monkeypatch.setattr(balanced, "SKETCH_MIN_ROWS", 100 if sketch else 10**9)
     monkeypatch.setattr(balanced, "SKETCH_DIMS", 24)
+    monkeypatch.setattr(balanced, "SKETCH_SAMPLE", 64)
     monkeypatch.setattr(balanced, "BLOCK_ROWS", 64)
     monkeypatch.setattr(balanced, "BLOCK_COLS", 100)
-    rng = np.random.default_rng(5)
-    n, d = 900, 64
-    x = _clustered(n, d, 3, seed=4, noise=1.0)  # cosines ~0.5 inside a group
-    copies = rng.choice(n, 60, replace=False)
-    x[copies] = _unit(x[rng.choice(n, 60)] + 0.01 * rng.standard_normal((60, d)))
-    labels = np.arange(n) % 2  # two clusters of 450 rows
-    order = rng.permutation(n)
-    epsilon = 0.02
-    dup = near_duplicates(x, order, labels, epsilon=epsilon)
+    monkeypatch.setattr(balanced, "CONFIRM_PAIRS", 7)
 
-    # Reference: the full cosine matrix, each row against the better-ranked rows of its cluster.
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n)
-    cos = x @ x.T
-    eligible = (rank[None, :] < rank[:, None]) & (labels[None, :] == labels[:, None])
-    assert np.abs(cos[eligible] - np.float32(1 - epsilon)).min() > 1e-4  # no tie the rounding could flip
-    expected = (np.where(eligible, cos, -np.inf) > np.float32(1 - epsilon)).any(axis=1)
-    assert 20 < expected.sum() < 60
-    assert np.array_equal(dup, expected)
-    # The screen passed some rows on to the full products and settled the rest.
-    members = order[labels[order] == 0]
-    unit = balanced._unit(x[members])
-    checked = balanced._earlier_max(balanced._sketch(unit), np.arange(len(members)))
-    passed = np.count_nonzero(checked > np.float32(1 - epsilon) - balanced.SKETCH_MARGIN)
-    assert 0 < passed < len(members) // 2
+
+def _exhaustive(x: np.ndarray, order: np.ndarray, labels: np.ndarray, epsilon: float) -> np.ndarray:
+    """The definition, unscreened: every pair of a group, better-ranked row first, by its exact cosine."""
+    unit = balanced._unit(x)
+    rank = np.empty(len(x), np.int64)
+    rank[order] = np.arange(len(order))
+    ranked = np.zeros(len(x), bool)
+    ranked[order] = True
+    i, j = np.nonzero(
+        (rank[None, :] < rank[:, None])
+        & (labels[None, :] == labels[:, None])
+        & ranked[:, None]
+        & ranked[None, :]
+    )
+    expected = np.zeros(len(x), bool)
+    expected[i[balanced._cosines(unit, i, j) > np.float32(1 - epsilon)]] = True
+    return expected
+
+
+def _planted(n: int, d: int, epsilon: float, offsets, seed: int, span: int | None = None):
+    """Rows with cosines ~0.5 inside a group, in the first `span` coordinates (all by default), and pairs
+    (a, b) of one parity planted at cosine 1 - epsilon + offset each (in float64: the float32 rounding
+    moves a cosine by ~1e-7)."""
+    rng = np.random.default_rng(seed)
+    span = span or d
+    x = np.zeros((n, d))
+    x[:, :span] = _clustered(n, span, 3, seed=seed, noise=1.0)
+    ends = rng.permutation(n // 2)[: 2 * len(offsets)] * 2 + rng.integers(0, 2, 2 * len(offsets))
+    pairs = []
+    for (a, b), offset in zip(ends.reshape(-1, 2), offsets, strict=True):
+        b += (a - b) % 2  # same parity as a: the same group when labels are index % 2
+        u = np.zeros(d)
+        u[:span] = rng.standard_normal(span)
+        u -= (u @ x[a]) * x[a]
+        cosine = 1 - epsilon + offset
+        x[b] = cosine * x[a] + np.sqrt(1 - cosine**2) * u / np.linalg.norm(u)
+        pairs.append((a, b))
+    return x.astype(np.float32), np.array(pairs)
+
+
+@pytest.mark.parametrize(("sketch", "span"), [(False, None), (True, None), (True, 16)])
+def test_near_duplicates_planted_at_the_threshold(monkeypatch, sketch, span):
+    # Pairs planted 3e-4 and 2e-3 above and below the threshold: the screen lets the close ones through to
+    # the exact cosine (3e-4 is inside the sketch's margin), which keeps exactly the ones above. Rows in 16
+    # of the 64 coordinates lie inside the sketch's basis: there its bound is the cosine itself.
+    _small_blocks(monkeypatch, sketch=sketch)
+    epsilon, offsets = 0.02, [3e-4, -3e-4, 2e-3, -2e-3] * 10
+    x, pairs = _planted(900, 64, epsilon, offsets, seed=4, span=span)
+    labels = np.arange(900) % 2  # two groups of 450 rows
+    order = np.random.default_rng(5).permutation(900)
+    dup = near_duplicates(x, order, labels, epsilon=epsilon)
+    rank = np.empty(900, np.int64)
+    rank[order] = np.arange(900)
+    worse = np.where(rank[pairs[:, 0]] > rank[pairs[:, 1]], pairs[:, 0], pairs[:, 1])
+    above = np.array(offsets) > 0
+    assert sorted(np.flatnonzero(dup)) == sorted(worse[above])
+    assert dup.sum() == 20
+    assert np.array_equal(dup, _exhaustive(x, order, labels, epsilon))
+
+
+@pytest.mark.parametrize("epsilon", [0.02, 0.5, 0.7])
+def test_near_duplicates_screen_never_changes_the_result(monkeypatch, epsilon):
+    # Whatever the screen lets through, the answer is the exhaustive one: at epsilon 0.5 most pairs of a
+    # group are candidates and many rows' best candidate fails its exact cosine.
+    x, _ = _planted(600, 64, 0.02, [1e-3, -1e-3] * 15, seed=6)
+    labels = np.arange(600) % 3
+    order = np.random.default_rng(7).permutation(600)[:550]  # 50 unranked rows: never compared
+    expected = _exhaustive(x, order, labels, epsilon)
+    assert 0 < expected.sum() < 550
+    for sketch in (False, True):
+        _small_blocks(monkeypatch, sketch=sketch)
+        assert np.array_equal(near_duplicates(x, order, labels, epsilon=epsilon), expected)
+
+
+def test_sketch_bounds_every_cosine():
+    # Rows of one cluster, and a group of few distinct rows (its sample spans three directions only).
+    wide = balanced._unit(_clustered(1500, 128, 1, seed=8, noise=0.7))
+    few = balanced._unit(np.repeat(np.random.default_rng(9).standard_normal((3, 128)), 200, axis=0))
+    for x in (wide, few):
+        sketch = balanced._sketch(x)
+        assert sketch.shape[1] <= balanced.SKETCH_DIMS + 1
+        cos = x.astype(np.float64) @ x.T.astype(np.float64)
+        assert (sketch.astype(np.float64) @ sketch.T.astype(np.float64) - cos).min() > -1e-5
+    # Tight enough to screen: cosines of the cluster reach 0.84, their bounds stay below 0.95.
+    sketch = balanced._sketch(wide)
+    bound = sketch @ sketch.T
+    np.fill_diagonal(bound, 0)
+    assert bound.max() < 0.95
+
+
+# subclusters
+
+
+def _sizes(fine: np.ndarray) -> list[int]:
+    return sorted(np.bincount(fine[fine >= 0]).tolist())
+
+
+def test_subclusters_bound_nesting_and_unranked_rows(monkeypatch):
+    monkeypatch.setattr(balanced, "SUBCLUSTER_ROWS", 100)
+    x = _clustered(1000, 32, 8, seed=10)
+    labels = np.where(np.arange(1000) < 700, 5, 2)  # clusters of 700 and 300 rows
+    order = np.random.default_rng(11).permutation(1000)[:950]
+    fine = subclusters(x, order, labels, iterations=10, seed=0)
+    assert fine.dtype == np.int32
+    ranked = np.zeros(1000, bool)
+    ranked[order] = True
+    assert (fine[~ranked] == -1).all() and (fine[ranked] >= 0).all()
+    sizes = _sizes(fine)
+    assert max(sizes) <= 100 and sum(sizes) == 950
+    assert len(sizes) >= sum(-(-np.bincount(labels[order]) // 100))  # at least ceil(n_c / 100) each
+    assert sorted(set(fine[ranked].tolist())) == list(range(len(sizes)))
+    for label in set(fine[ranked].tolist()):  # never across clusters
+        assert len(set(labels[fine == label].tolist())) == 1
+
+
+def test_subclusters_leave_small_clusters_whole_and_copies_together(monkeypatch):
+    x = _clustered(400, 16, 4, seed=12)
+    labels = np.arange(400) % 3
+    order = np.arange(400)[::-1]
+    fine = subclusters(x, order, labels, iterations=10, seed=0)
+    assert _canonical(fine) == _canonical(labels)  # no cluster above SUBCLUSTER_ROWS: nothing split
+    # 300 copies of one image: k-means cannot split them, and splitting would keep one copy of each piece.
+    monkeypatch.setattr(balanced, "SUBCLUSTER_ROWS", 100)
+    copies = np.repeat(x[:1], 300, axis=0)
+    fine = subclusters(copies, np.arange(300), np.zeros(300, np.int32), iterations=10, seed=0)
+    assert _sizes(fine) == [300]
+    assert near_duplicates(copies, np.arange(300), fine, epsilon=0.01).sum() == 299
+
+
+def test_subclusters_and_near_duplicates_seeded_counts(monkeypatch):
+    # 3000 rows in two clusters, 120 exact copies planted (copies share every sub-cluster assignment):
+    # each copy is dropped, and nothing else is within epsilon of anything.
+    monkeypatch.setattr(balanced, "SUBCLUSTER_ROWS", 256)
+    rng = np.random.default_rng(13)
+    x = _clustered(3000, 32, 6, seed=13, noise=0.5)
+    originals = rng.choice(3000, 120, replace=False)
+    copies = rng.choice(np.setdiff1d(np.arange(3000), originals), 120, replace=False)
+    x[copies] = x[originals]
+    labels = cluster(x, clusters=2, iterations=10, seed=0)
+    order = rng.permutation(3000)
+    fine = subclusters(x, order, labels, iterations=10, seed=0)
+    sizes = _sizes(fine)
+    assert max(sizes) <= 256 and sum(sizes) == 3000
+    assert len(sizes) >= 12  # ceil(3000 / 256)
+    dup = near_duplicates(x, order, fine, epsilon=0.02)
+    assert dup.sum() == 120
+    rank = np.empty(3000, np.int64)
+    rank[order] = np.arange(3000)
+    assert sorted(np.flatnonzero(dup)) == sorted(np.where(rank[copies] > rank[originals], copies, originals))
+
+
+def test_subclusters_and_near_duplicates_thread_count(monkeypatch):
+    import faiss
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(balanced, "SUBCLUSTER_ROWS", 300)
+    x = _clustered(2500, 64, 5, seed=14, noise=0.6).astype(np.float16)
+    labels = np.arange(2500) % 2
+    order = np.random.default_rng(15).permutation(2500)
+    results = []
+    threads = faiss.omp_get_max_threads()
+    try:
+        for n in (1, 2):
+            faiss.omp_set_num_threads(n)
+            with threadpoolctl.threadpool_limits(n):
+                fine = subclusters(x, order, labels, iterations=10, seed=3)
+                results.append((fine, near_duplicates(x, order, fine, epsilon=0.1)))
+    finally:
+        faiss.omp_set_num_threads(threads)
+    (fine1, dup1), (fine2, dup2) = results
+    assert np.array_equal(fine1, fine2)
+    assert np.array_equal(dup1, dup2)
+    assert len(_sizes(fine1)) > 2 and 0 < dup1.sum()
 
 
 # quota_fill

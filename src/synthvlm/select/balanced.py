@@ -1,6 +1,7 @@
 """Coverage-aware selection: k-means clusters of the image embeddings, near-duplicate images dropped inside
-each cluster (SemDeDup, arXiv 2303.09540), then a cap per cluster (MetaCLIP, arXiv 2309.16671) so that no
-cluster crowds the others out of the top K. Rules: docs/metrics.md, "Balanced selection".
+sub-clusters of each cluster (SemDeDup, arXiv 2303.09540), then a cap per cluster (MetaCLIP, arXiv
+2309.16671) so that no cluster crowds the others out of the top K. Rules: docs/metrics.md, "Balanced
+selection".
 """
 
 from __future__ import annotations
@@ -14,18 +15,28 @@ TRAIN_ROWS_PER_CLUSTER = 256
 1M rows barely move beyond it, and training then costs the same at any n."""
 ASSIGN_ROWS = 32_768
 """Rows converted to float32 and assigned to centroids at a time."""
+SUBCLUSTER_ROWS = 8192
+"""SemDeDup compares rows only inside sub-clusters of at most this many rows, as the paper does at its own
+scale (LAION-440M in 50,000 clusters, ~9,000 rows each): the work then grows as n x SUBCLUSTER_ROWS, not
+as the sum of squared cluster sizes, and few near-duplicate pairs straddle a sub-cluster boundary
+(docs/metrics.md)."""
 BLOCK_ROWS = 1024
 BLOCK_COLS = 16_384
-"""A block of cosines is at most BLOCK_ROWS x BLOCK_COLS float32 (64 MiB), however large a cluster is."""
-SKETCH_MIN_ROWS = 4096
-"""Clusters from this size on are screened by a sketch first (when rows have over twice the sketch's terms);
-smaller ones cost little even in full."""
-SKETCH_DIMS = 127
-"""With the rest's norm, 128 terms per row: BLAS runs 65 terms no faster than 128 (measured), and the
-bound is tighter."""
+"""A block of screen products is at most BLOCK_ROWS x BLOCK_COLS float32 (64 MiB), however big a group is."""
+SKETCH_MIN_ROWS = 1024
+"""Groups from this size on are screened by a sketch (when rows have over twice the sketch's terms); in
+smaller ones the sketch's basis costs about what it saves."""
+SKETCH_DIMS = 63
+"""With the rest's norm, 64 terms per row, an eighth of 512. On the benchmark's 1M rows (one thread), rows
+let through to the exact cosines per true near-duplicate row, and seconds: 63 dims 1.46, 17.9 s; 95 dims
+1.00, 17.5 s; 127 dims 1.00, 21.4 s; 31 dims 20, 51.9 s."""
+SKETCH_SAMPLE = 1024
+"""The sketch's basis is fitted on at most this many rows of the group (every k-th)."""
 SKETCH_MARGIN = 1e-3
-"""A row is checked in full when its sketch bound comes within this of the threshold: far above the
-float32 rounding of a 128-term dot product (~1e-5), so the screen never hides a duplicate."""
+"""A pair is a candidate when its sketch bound comes within this of the threshold: far above the rounding
+of the sketch (~1e-6, see `_sketch`) and of a 512-term float32 cosine (~3e-5), so no duplicate is missed."""
+CONFIRM_PAIRS = 8192
+"""Candidate pairs gathered and confirmed at a time (two 8192 x 512 float32 copies, 32 MiB)."""
 
 
 def cluster(image_emb: np.ndarray, *, clusters: int, iterations: int, seed: int) -> np.ndarray:
@@ -67,27 +78,57 @@ def cluster(image_emb: np.ndarray, *, clusters: int, iterations: int, seed: int)
     return labels
 
 
+def subclusters(
+    image_emb: np.ndarray, order: np.ndarray, labels: np.ndarray, *, iterations: int, seed: int
+) -> np.ndarray:
+    """Sub-cluster labels (int32; -1 for rows not in `order`): every cluster of the ranked rows split by
+    spherical k-means until no part has more than SUBCLUSTER_ROWS rows, so that SemDeDup's pairwise work
+    grows as n x SUBCLUSTER_ROWS, not as the sum of squared cluster sizes.
+
+    A part of m > SUBCLUSTER_ROWS rows is split by `cluster` (same iterations and seed, its rows in rank
+    order) into ceil(2 m / SUBCLUSTER_ROWS) parts, half the bound on average since k-means parts are
+    uneven; a part still above the bound is split again. Sub-clusters never cross clusters, and their
+    labels do not depend on the thread count, as `cluster`'s do not. A part that k-means cannot split
+    (every row nearest one centroid: copies of one image) stays whole, since splitting copies would keep
+    one of each piece.
+    """
+    fine = np.full(len(image_emb), -1, dtype=np.int32)
+    count = 0
+    for rows in _groups(order, labels):
+        pending = [rows]
+        while pending:
+            part = pending.pop()
+            if len(part) > SUBCLUSTER_ROWS:
+                k = -(-2 * len(part) // SUBCLUSTER_ROWS)
+                split = cluster(image_emb[part], clusters=k, iterations=iterations, seed=seed)
+                pieces = [part[p] for p in _groups(np.arange(len(part)), split)]
+                if len(pieces) > 1:
+                    pending.extend(reversed(pieces))  # depth first, in label order
+                    continue
+            fine[part] = count
+            count += 1
+    return fine
+
+
 def near_duplicates(
     image_emb: np.ndarray, order: np.ndarray, labels: np.ndarray, *, epsilon: float
 ) -> np.ndarray:
-    """Per row: is its cosine to some better-ranked row (earlier in `order`) of its cluster above 1 - epsilon?
+    """Per row: is its cosine to some better-ranked row (earlier in `order`) of its group (same label)
+    above 1 - epsilon? The select stage's groups are `subclusters`.
 
-    SemDeDup's rule: a row is compared with every better-ranked row of its cluster, dropped or not, so the
+    SemDeDup's rule: a row is compared with every better-ranked row of its group, dropped or not, so the
     result does not depend on the order rows are visited in, and within each group of near-duplicates the
-    best-ranked row is kept. Rows not in `order` are False. Cosines are float32 products of the rows
-    renormalised in float32 (float16 storage leaves norms 1 +- 1e-3, which matters for small epsilon);
-    epsilon 0 drops nothing, since a cosine never exceeds 1. Clusters go one at a time, in blocks of
-    BLOCK_ROWS x BLOCK_COLS, never as an n x n or cluster x cluster matrix.
+    best-ranked row is kept. Rows not in `order` are False. A pair's cosine is the float32 product of its
+    rows renormalised in float32 (float16 storage leaves norms 1 +- 1e-3, which matters for small
+    epsilon), summed in one fixed order (`_cosines`), so the answer depends neither on BLAS nor on the
+    thread count; epsilon 0 drops nothing, since a cosine never exceeds 1. Groups go one at a time, in
+    blocks of BLOCK_ROWS x BLOCK_COLS, never as an n x n or group x group matrix.
     """
     duplicate = np.zeros(len(image_emb), dtype=bool)
     if epsilon == 0 or len(order) == 0:
         return duplicate
     threshold = np.float32(1 - epsilon)
-    ranked_labels = labels[order]
-    by_cluster = np.argsort(ranked_labels, kind="stable")  # stable: rank order inside each cluster
-    members = order[by_cluster]
-    starts = np.flatnonzero(np.diff(ranked_labels[by_cluster])) + 1
-    for rows in np.split(members, starts):
+    for rows in _groups(order, labels):
         if len(rows) > 1:
             duplicate[rows] = _dominated(_unit(image_emb[rows]), threshold)
     return duplicate
@@ -126,58 +167,136 @@ def _cap(sizes: np.ndarray, k: int) -> int:
     return low
 
 
+def _groups(order: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    """The rows of `order` split by label (groups in label order), each group in rank order."""
+    ranked_labels = labels[order]
+    by_label = np.argsort(ranked_labels, kind="stable")  # stable: rank order inside each group
+    starts = np.flatnonzero(np.diff(ranked_labels[by_label])) + 1
+    return np.split(order[by_label], starts)
+
+
 def _unit(rows: np.ndarray) -> np.ndarray:
     x = np.asarray(rows, dtype=np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def _dominated(x: np.ndarray, threshold: np.float32) -> np.ndarray:
-    """For each row of a cluster (rank order): does an earlier row have a cosine above `threshold`?
+    """For each row of a group (rank order): is its cosine to an earlier row above `threshold`?
 
-    Large clusters cost m^2/2 products of d terms; a sketch of SKETCH_DIMS + 1 terms per row whose products
-    bound the cosines from above screens out the rows that cannot have a near-duplicate, and only the rest
-    are computed in full. The answer is the full computation's either way.
+    A screen finds the candidate pairs cheaply: the products of a sketch of SKETCH_DIMS + 1 terms per row,
+    which bound the cosines from above (groups from SKETCH_MIN_ROWS rows on), else the float32 matrix
+    products themselves. A pair is a candidate when its screen value comes within the screen's margin of
+    the threshold, a margin larger than any rounding of the screen, so no pair above the threshold is
+    missed; candidates are then confirmed by their exact cosines (`_confirmed`). The screen only decides
+    which cosines are computed exactly, never the answer.
     """
-    check = np.arange(len(x))
-    if len(x) >= SKETCH_MIN_ROWS and x.shape[1] > 2 * (SKETCH_DIMS + 1):  # else the screen saves little
-        sketch = _sketch(x)
-        check = check[_earlier_max(sketch, check) > threshold - SKETCH_MARGIN]
-    dominated = np.zeros(len(x), dtype=bool)
-    dominated[check] = _earlier_max(x, check) > threshold
+    m, d = x.shape
+    sketched = m >= SKETCH_MIN_ROWS and d > 2 * (SKETCH_DIMS + 1)
+    screen = _sketch(x) if sketched else x
+    floor = np.float32(threshold - np.float32(SKETCH_MARGIN if sketched else _product_margin(d)))
+    columns = np.ascontiguousarray(screen.T)  # its own buffer: numpy sends x @ x.T to syrk, slower here
+    diagonal = min(BLOCK_ROWS, m)
+    upper = np.triu(np.full((diagonal, diagonal), -np.inf, dtype=np.float32))  # column >= row: not earlier
+    dominated = np.zeros(m, dtype=bool)
+    for r0 in range(0, m, BLOCK_ROWS):
+        r1 = min(r0 + BLOCK_ROWS, m)
+        for c0 in range(0, r1 - 1, BLOCK_COLS):  # the block's last row compares with rows up to r1 - 2
+            c1 = min(c0 + BLOCK_COLS, r1 - 1)
+            products = screen[r0:r1] @ columns[:, c0:c1]
+            if c1 > r0:  # this chunk reaches the block's own rows: only earlier columns count
+                lo = max(c0, r0)
+                products[:, lo - c0 :] += upper[: r1 - r0, lo - r0 : c1 - r0]
+            rows = np.flatnonzero((products.max(axis=1) > floor) & ~dominated[r0:r1])
+            if len(rows):
+                found = _confirmed(x, products[rows], r0 + rows, c0, floor, threshold, sketched=sketched)
+                dominated[r0 + rows] = found
     return dominated
 
 
-def _sketch(x: np.ndarray) -> np.ndarray:
-    """Rows as (coordinates in a SKETCH_DIMS-dim orthonormal basis P, norm of the rest): for unit rows,
-    x_i . x_j = P x_i . P x_j + r_i . r_j <= P x_i . P x_j + |r_i| |r_j|, so sketch products bound cosines.
+def _product_margin(d: int) -> float:
+    """How far a BLAS float32 product of unit rows can be from the exact cosine: each is within d * 2^-24
+    of the true product whatever the summation order, so they differ by at most twice that; thrice
+    covers the rounding of the norms."""
+    return 3 * d * 2.0**-24
 
-    Any orthonormal basis gives a valid bound; the cluster's leading directions (a few rounds of subspace
-    iteration on a sample, seed fixed) make it tight.
+
+def _confirmed(
+    x: np.ndarray,
+    products: np.ndarray,
+    rows: np.ndarray,
+    c0: int,
+    floor: np.float32,
+    threshold: np.float32,
+    *,
+    sketched: bool,
+) -> np.ndarray:
+    """For each of `rows` (screen values `products` against the columns from c0 on): does a candidate
+    have an exact cosine above `threshold`?
+
+    Each row's best candidate first, which settles nearly every duplicate whatever epsilon. For the rest,
+    every candidate: after a sketch, first narrowed by the rows' float32 products (as tight as the exact
+    cosines, but at BLAS speed), so that a loose sketch costs what no screen would, never more.
     """
-    sample = x[:: max(1, len(x) // 2048)].astype(np.float64)
-    basis = np.random.default_rng(0).standard_normal((x.shape[1], SKETCH_DIMS))
-    for _ in range(3):
+    first = products.argmax(axis=1)
+    found = _cosines(x, rows, c0 + first) > threshold
+    rest = np.flatnonzero(~found)
+    if len(rest):
+        products = products[rest]
+        if sketched:
+            c1 = c0 + products.shape[1]
+            products = x[rows[rest]] @ x[c0:c1].T
+            products[np.arange(c0, c1)[None, :] >= rows[rest][:, None]] = -np.inf
+            floor = np.float32(threshold - np.float32(_product_margin(x.shape[1])))
+        i, j = np.nonzero(products > floor)
+        found[rest[i[_cosines(x, rows[rest[i]], c0 + j) > threshold]]] = True
+    return found
+
+
+def _cosines(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """x_i . x_j for each pair, in float32, summed in NumPy's fixed einsum order (no BLAS, no threads), so a
+    pair's cosine is the same however it was found."""
+    out = np.empty(len(i), dtype=np.float32)
+    for s in range(0, len(i), CONFIRM_PAIRS):
+        out[s : s + CONFIRM_PAIRS] = np.einsum(
+            "ij,ij->i", x[i[s : s + CONFIRM_PAIRS]], x[j[s : s + CONFIRM_PAIRS]]
+        )
+    return out
+
+
+def _sketch(x: np.ndarray) -> np.ndarray:
+    """Unit rows as (coordinates in an orthonormal basis P of at most SKETCH_DIMS columns, norm of the
+    rest), float32: for unit rows x_i . x_j = P x_i . P x_j + r_i . r_j <= P x_i . P x_j + |r_i| |r_j|, so
+    sketch products bound cosines from above.
+
+    Any orthonormal basis gives a valid bound; the group's leading directions (two rounds of subspace
+    iteration on a sample of at most SKETCH_SAMPLE rows, seed fixed) make it tight. The basis is made
+    orthonormal and the coordinates computed in float64, so the bound holds to ~1e-6 (float32 storage of
+    the sketch), far inside SKETCH_MARGIN.
+    """
+    sample = x[:: -(-len(x) // SKETCH_SAMPLE)]
+    basis = np.random.default_rng(0).standard_normal((x.shape[1], SKETCH_DIMS)).astype(np.float32)
+    for _ in range(2):  # the span is what counts: orthonormalised once, after both rounds
         basis = sample.T @ (sample @ basis)
-        # Cholesky QR, in float64: one 128 x 128 factorisation (LAPACK's QR was slow under load).
-        basis = basis @ np.linalg.inv(np.linalg.cholesky(basis.T @ basis)).T
-    basis = basis.astype(np.float32)
-    coords = x @ basis
-    rest = np.linalg.norm(x - coords @ basis.T, axis=1)
-    return np.hstack([coords, rest[:, None]])
+    wide = x.astype(np.float64)
+    coords = wide @ _orthonormal(basis)
+    rest = np.einsum("ij,ij->i", wide, wide) - np.einsum("ij,ij->i", coords, coords)
+    return np.hstack([coords, np.sqrt(np.maximum(rest, 0))[:, None]]).astype(np.float32)
 
 
-def _earlier_max(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """For each of `rows` (ascending): the largest product of its row with an earlier row (-inf for row 0)."""
-    best = np.full(len(rows), -np.inf, dtype=np.float32)
-    for b in range(0, len(rows), BLOCK_ROWS):
-        block = rows[b : b + BLOCK_ROWS]
-        queries = x[block]
-        for c0 in range(0, int(block[-1]), BLOCK_COLS):
-            c1 = min(c0 + BLOCK_COLS, int(block[-1]))
-            products = queries @ x[c0:c1].T
-            if c1 > block[0]:  # this chunk reaches the block's own rows: only earlier columns count
-                lo = max(c0, int(block[0]))
-                tail = products[:, lo - c0 :]
-                tail[np.arange(lo, c1)[None, :] >= block[:, None]] = -np.inf
-            np.maximum(best[b : b + len(block)], products.max(axis=1), out=best[b : b + len(block)])
-    return best
+def _orthonormal(a: np.ndarray) -> np.ndarray:
+    """Orthonormal float64 columns spanning a's columns, by Gram-Schmidt with every column orthogonalised
+    twice (orthonormal to ~1e-15); a column with under 1e-9 of its norm left is dropped (a sample of copies
+    spans few directions). The small products go through einsum, not BLAS: LAPACK's factorisations and
+    BLAS' threaded matrix-vector products of this size took up to 100x longer on busy cores, their
+    threads waiting for each other."""
+    q = np.empty((a.shape[1], a.shape[0]), dtype=np.float64)  # basis vectors as rows: contiguous for einsum
+    kept = 0
+    for column in a.T.astype(np.float64):
+        norm = np.sqrt(column @ column)
+        for _ in range(2):
+            column -= np.einsum("ij,i->j", q[:kept], np.einsum("ij,j->i", q[:kept], column))
+        left = np.sqrt(column @ column)
+        if left > 1e-9 * norm:
+            q[kept] = column / left
+            kept += 1
+    return q[:kept].T

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +11,11 @@ import pyarrow.compute as pc
 
 from synthvlm.core import fsio, schema
 from synthvlm.core.errors import UserError
+from synthvlm.core.needs import Extra, Need
 from synthvlm.core.stage import Stage, Task, TaskStats
+
+if TYPE_CHECKING:
+    from synthvlm.config import RunConfig
 
 
 def _order_key(value: np.ndarray) -> np.ndarray:
@@ -73,6 +77,12 @@ class SelectStage(Stage):
     name = "select"
     upstream = ("score",)
     unit = "candidates"
+
+    @classmethod
+    def needs(cls, config: RunConfig) -> list[Need]:
+        if config.select.strategy != "balanced":
+            return []
+        return [Extra("select.strategy balanced", ("faiss",), "pip install 'synthvlm[select]'")]
 
     def settings(self) -> dict[str, Any]:
         select = self.config.select
@@ -182,7 +192,7 @@ class SelectStage(Stage):
     def _balanced(self, ranked: np.ndarray, value: np.ndarray, reasons: np.ndarray) -> np.ndarray:
         """The balanced strategy over the ranked rows; marks its drops in `reasons`, returns the chosen rows
         in rank order."""
-        from synthvlm.select.balanced import cluster, near_duplicates, quota_fill
+        from synthvlm.select.balanced import cluster, near_duplicates, quota_fill, subclusters
 
         balanced = self.config.select.balanced
         image_emb = self._image_embeddings()
@@ -193,7 +203,9 @@ class SelectStage(Stage):
             iterations=balanced.iterations,
             seed=self.config.seed,
         )
-        duplicate = near_duplicates(image_emb, ranked, labels, epsilon=balanced.epsilon)
+        # SemDeDup inside sub-clusters of each cluster; the cap below still counts whole clusters.
+        groups = subclusters(image_emb, ranked, labels, iterations=balanced.iterations, seed=self.config.seed)
+        duplicate = near_duplicates(image_emb, ranked, groups, epsilon=balanced.epsilon)
         reasons[duplicate] = 1 + REASONS.index("near_duplicate_image")
         kept = ranked[~duplicate[ranked]]
         k = self._cut(value[kept])
