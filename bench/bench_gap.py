@@ -1,26 +1,35 @@
-"""Gap metrics at scale: CMMD and PRDC on seeded random embeddings (time, peak RSS) against direct peers.
+"""Gap metrics at scale: CMMD and PRDC on seeded random embeddings (time, peak RSS) against their peers.
 
-CMMD's peer is the authors' estimator written directly in numpy (three full Gram matrices, float32, as
-google-research/cmmd distance.py does in JAX); PRDC's peer is the `prdc` package (`compute_prdc`).
+Peers, each in its own process in the same run: the previous implementation (`synthvlm.report.gap` as of
+commit BEFORE, read with `git show` into a temporary module: chunked, one tile at a time), the authors'
+CMMD estimator written directly in numpy (three full Gram matrices, float32, as google-research/cmmd
+distance.py does in JAX; only where its n x n matrices fit in memory), and the `prdc` package
+(`compute_prdc`; its three dense matrices and their argpartition indices fit at 10K, not at 30K).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import in_child, peak_rss, row, table
+from common import REPO, in_child, peak_rss, row, table
 
-CMMD_PEER = "direct numpy float32, full Gram matrices (google-research/cmmd distance.py, ported)"
-PRDC_PEER = "prdc.compute_prdc (prdc package)"
+BEFORE = "a4bf3b561ce816f3081e898c6b84cd99a1dff23e"
+BEFORE_NAME = f"synthvlm.report.gap at {BEFORE[:7]} (one tile at a time, element-wise passes on one core)"
+AUTHORS = "direct numpy float32, full Gram matrices (google-research/cmmd distance.py, ported)"
+PACKAGE = "prdc.compute_prdc (prdc package)"
 DIM = 512
-GOAL_SECONDS = 30.0
+GOAL_SECONDS = 60.0
 
 
 def _unit(n: int, seed: int) -> np.ndarray:
@@ -29,7 +38,14 @@ def _unit(n: int, seed: int) -> np.ndarray:
     return a
 
 
-def _direct_cmmd(x: np.ndarray, y: np.ndarray, sigma: float = 10.0, scale: float = 1000.0) -> float:
+def _gaussians(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, DIM), dtype=np.float32)
+    y = (rng.standard_normal((n, DIM), dtype=np.float32) * 1.05 + 0.02).astype(np.float32)
+    return x, y
+
+
+def _authors_cmmd(x: np.ndarray, y: np.ndarray, sigma: float = 10.0, scale: float = 1000.0) -> float:
     """The authors' formula, unchunked: every n x n matrix materialised, float32 like JAX's default."""
     x_sq = np.diag(x @ x.T)
     y_sq = np.diag(y @ y.T)
@@ -40,23 +56,43 @@ def _direct_cmmd(x: np.ndarray, y: np.ndarray, sigma: float = 10.0, scale: float
     return float(scale * (k_xx + k_yy - 2 * k_xy))
 
 
+def _before() -> Any:
+    """The previous gap module, loaded from git into a temporary file."""
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{BEFORE}:src/synthvlm/report/gap.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="gap-before-"))
+    (folder / "gap_before.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("gap_before", folder / "gap_before.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _child(kind: str, n: int) -> None:
     """Run one side in this fresh process; print seconds, CPU seconds, own peak RSS and the value as JSON."""
     from synthvlm.report import gap
 
+    before = _before() if kind.endswith("_before") else None
     if kind.startswith("cmmd"):
         x, y = _unit(n, 1), _unit(n, 2)
     else:
-        rng = np.random.default_rng(3)
-        x = rng.standard_normal((n, DIM), dtype=np.float32)
-        y = (rng.standard_normal((n, DIM), dtype=np.float32) * 1.05 + 0.02).astype(np.float32)
+        x, y = _gaussians(n)
     t0, c0 = time.perf_counter(), time.process_time()
     if kind == "cmmd_ours":
-        value: Any = gap.cmmd(x, y)
-    elif kind == "cmmd_peer":
-        value = _direct_cmmd(x, y)
+        value: Any = gap.cmmd(x, y, device="numpy")
+    elif kind == "cmmd_before":
+        value = before.cmmd(x, y)
+    elif kind == "cmmd_authors":
+        value = _authors_cmmd(x, y)
     elif kind == "prdc_ours":
-        value = gap.prdc(x, y, k=5)
+        value = gap.prdc(x, y, k=5, device="numpy")
+    elif kind == "prdc_before":
+        value = before.prdc(x, y, k=5)
     else:
         import prdc
 
@@ -72,70 +108,91 @@ def _measure(kind: str, n: int) -> dict[str, Any]:
     return result
 
 
+def _load() -> str:
+    return "load average " + " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b)
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """CMMD at equal size vs the direct peer, CMMD at the large size alone, PRDC vs the prdc package."""
+    """CMMD and PRDC at 30K x 30K against the previous implementation; CMMD against the authors' float32
+    estimator and PRDC against the prdc package at the sizes where those fit."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--quick", action="store_true", help="CMMD 5K/20K and PRDC 3K instead of 20K/100K, 10K"
-    )
+    parser.add_argument("--quick", action="store_true", help="5K and 3K instead of 30K, 20K and 10K")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(args.child[0], int(args.child[1]))
         return []
-    equal, large, prdc_n = (5_000, 20_000, 3_000) if args.quick else (20_000, 100_000, 10_000)
-    ours = _measure("cmmd_ours", equal)
-    peer = _measure("cmmd_peer", equal)
-    big = _measure("cmmd_ours", large)
-    prdc_ours = _measure("prdc_ours", prdc_n)
-    prdc_peer = _measure("prdc_peer", prdc_n)
-    if prdc_ours["value"] != prdc_peer["value"]:
-        raise RuntimeError(f"prdc differs: ours {prdc_ours['value']}, the package {prdc_peer['value']}")
-    rel = abs(peer["value"] - ours["value"]) / abs(ours["value"])
-    setup = f"{equal:,} x {equal:,} seeded unit vectors, {DIM}-d float32, sigma 10, one run each"
-    cpu = f"CPU s ours {ours['cpu']:.0f}, peer {peer['cpu']:.0f}"
-    return [
-        row(
-            f"cmmd, time ({equal // 1000}K x {equal // 1000}K)",
+    big, authors_n, package_n = (5_000, 3_000, 3_000) if args.quick else (30_000, 20_000, 10_000)
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for kind, n in [
+        ("cmmd_ours", big),
+        ("cmmd_before", big),
+        ("cmmd_ours", authors_n),
+        ("cmmd_authors", authors_n),
+        ("prdc_ours", big),
+        ("prdc_before", big),
+        ("prdc_ours", package_n),
+        ("prdc_package", package_n),
+    ]:
+        runs[kind, n] = {**_measure(kind, n), "load": _load()}
+    if runs["prdc_ours", big]["value"] != runs["prdc_before", big]["value"]:
+        raise RuntimeError(f"prdc differs from the previous implementation at {big:,}")
+    if runs["prdc_ours", package_n]["value"] != runs["prdc_package", package_n]["value"]:
+        raise RuntimeError(f"prdc differs from the prdc package at {package_n:,}")
+
+    def size(n: int) -> str:
+        return f"{n // 1000}K x {n // 1000}K"
+
+    def timed(name: str, ours: dict[str, Any], peer: dict[str, Any], peer_name: str, notes: str) -> dict:
+        cpu = f"CPU s ours {ours['cpu']:.0f}, peer {peer['cpu']:.0f}"
+        rss = f"peak RSS ours {ours['rss'] / 1e9:.2f} GB, peer {peer['rss'] / 1e9:.2f} GB"
+        return row(
+            name,
             ours=ours["seconds"],
             peer=peer["seconds"],
-            peer_name=CMMD_PEER,
+            peer_name=peer_name,
             unit="s",
-            notes=f"{setup}; {cpu}; value {ours['value']:.6g}, the float32 peer off by {rel:.1e} relative",
+            notes=f"{notes}; {cpu}; {rss}; {ours['load']} after ours",
+        )
+
+    cmmd_big, cmmd_before = runs["cmmd_ours", big], runs["cmmd_before", big]
+    cmmd_mid, cmmd_authors = runs["cmmd_ours", authors_n], runs["cmmd_authors", authors_n]
+    unit = f"seeded unit vectors, {DIM}-d float32, sigma 10"
+    return [
+        timed(
+            f"cmmd, time ({size(big)})",
+            cmmd_big,
+            cmmd_before,
+            BEFORE_NAME,
+            f"{unit}; goal <= {GOAL_SECONDS:g} s; value {cmmd_big['value']:.9g}, the previous one off by "
+            f"{_rel(cmmd_before['value'], cmmd_big['value']):.1e} relative",
         ),
-        row(
-            f"cmmd, peak RSS ({equal // 1000}K x {equal // 1000}K)",
-            ours=ours["rss"] / 1e9,
-            peer=peer["rss"] / 1e9,
-            peer_name=CMMD_PEER,
-            unit="GB",
-            notes="peak RSS (VmHWM) of each side's own process, the two input sets included",
+        timed(
+            f"cmmd, time ({size(authors_n)})",
+            cmmd_mid,
+            cmmd_authors,
+            AUTHORS,
+            f"{unit}; value {cmmd_mid['value']:.9g}, the float32 peer off by "
+            f"{_rel(cmmd_authors['value'], cmmd_mid['value']):.1e} relative",
         ),
-        row(
-            f"cmmd, time ({large // 1000}K x {large // 1000}K)",
-            ours=big["seconds"],
-            peer=None,
-            peer_name="— (the direct peer needs three dense n x n matrices)",
-            unit="s",
-            notes=f"goal <= {GOAL_SECONDS:g} s; CPU s {big['cpu']:.0f}; peak RSS {big['rss'] / 1e9:.2f} GB; "
-            f"value {big['value']:.6g}",
+        timed(
+            f"prdc, time ({size(big)}, k 5)",
+            runs["prdc_ours", big],
+            runs["prdc_before", big],
+            BEFORE_NAME,
+            f"{DIM}-d float32 Gaussians; goal <= {GOAL_SECONDS:g} s; identical values "
+            f"{runs['prdc_ours', big]['value']}",
         ),
-        row(
-            f"prdc, time ({prdc_n // 1000}K x {prdc_n // 1000}K, k 5)",
-            ours=prdc_ours["seconds"],
-            peer=prdc_peer["seconds"],
-            peer_name=PRDC_PEER,
-            unit="s",
-            notes=f"{DIM}-d float32 Gaussians; identical values {prdc_ours['value']}; CPU s ours "
-            f"{prdc_ours['cpu']:.0f}, peer {prdc_peer['cpu']:.0f}",
-        ),
-        row(
-            f"prdc, peak RSS ({prdc_n // 1000}K x {prdc_n // 1000}K, k 5)",
-            ours=prdc_ours["rss"] / 1e9,
-            peer=prdc_peer["rss"] / 1e9,
-            peer_name=PRDC_PEER,
-            unit="GB",
-            notes="peak RSS (VmHWM) of each side's own process",
+        timed(
+            f"prdc, time ({size(package_n)}, k 5)",
+            runs["prdc_ours", package_n],
+            runs["prdc_package", package_n],
+            PACKAGE,
+            f"{DIM}-d float32 Gaussians; identical values {runs['prdc_ours', package_n]['value']}",
         ),
     ]
 

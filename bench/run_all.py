@@ -14,6 +14,7 @@ import bench_ray
 import bench_scorers
 import bench_select
 import bench_ssim
+import bench_vendi
 import curate_vs_datajuicer
 from common import describe, table
 
@@ -25,6 +26,7 @@ BENCHES = {
     "select": bench_select,
     "balanced": bench_balanced,
     "gap": bench_gap,
+    "vendi": bench_vendi,
     "ray": bench_ray,
     "curate": curate_vs_datajuicer,  # builds, checks Data-Juicer's venv (bench/datajuicer-requirements.txt)
 }

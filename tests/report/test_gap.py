@@ -1,4 +1,5 @@
-"""Gap metrics: CMMD against the direct formula, PRDC against the prdc package, the PCA map."""
+"""Gap metrics: CMMD against the direct formula, PRDC against the prdc package, the torch path against the
+numpy path, the PCA map. The exact checks name device="numpy": on a CUDA machine "auto" is the GPU."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import numpy as np
 import prdc as prdc_package
 import pytest
 
-from synthvlm.report.gap import cmmd, embedding_map, prdc
+from synthvlm.report import gap
+from synthvlm.report.gap import embedding_map
+
+
+def cmmd(x: np.ndarray, y: np.ndarray, **kwargs) -> float:
+    return gap.cmmd(x, y, device="numpy", **kwargs)
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, **kwargs) -> dict[str, float]:
+    return gap.prdc(real, fake, device="numpy", **kwargs)
 
 
 def _unit(rng: np.random.Generator, n: int, d: int, shift: float = 0.0) -> np.ndarray:
@@ -24,7 +34,8 @@ def _direct_cmmd(x: np.ndarray, y: np.ndarray, sigma: float = 10.0, dtype: type 
     gamma = 1 / (2 * dtype(sigma) ** 2)
 
     def mean_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.exp(-gamma * ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1)).mean()
+        rows = [np.exp(-gamma * ((row[None, :] - b) ** 2).sum(axis=-1)).sum() for row in a]
+        return np.sum(rows) / (len(a) * len(b))
 
     return float(1000 * (mean_kernel(x, x) + mean_kernel(y, y) - 2 * mean_kernel(x, y)))
 
@@ -127,6 +138,82 @@ def test_prdc_identical_sets() -> None:
 def test_prdc_rejects_k_too_large() -> None:
     with pytest.raises(ValueError, match="smaller than the number of points"):
         prdc(np.zeros((5, 2)), np.ones((9, 2)), k=5)
+
+
+def test_cmmd_512d_tiles_equal_direct_formula() -> None:
+    # CLIP-like: 512-d, concentrated (cosines ~0.5, where the remainder term is largest), several tiles
+    # per side, tiles above the diagonal counted twice, both cores busy.
+    rng = np.random.default_rng(11)
+    x, y = _unit(rng, 300, 512, shift=1.0), _unit(rng, 260, 512, shift=0.9)
+    exact = _direct_cmmd(x, y)
+    assert cmmd(x, y, chunk=64) == pytest.approx(exact, rel=1e-9, abs=0)
+    assert cmmd(x, y) == pytest.approx(exact, rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prdc_512d_tiles_equal_package(dtype: type) -> None:
+    # More rows than the radii's seed columns (512), several tiles on each side of the diagonal.
+    rng = np.random.default_rng(12)
+    real = _unit(rng, 700, 512, shift=0.5).astype(dtype)
+    fake = _unit(rng, 650, 512, shift=0.55).astype(dtype)
+    expected = _package(real, fake, 5)
+    assert prdc(real, fake, k=5, chunk=128) == expected
+    assert prdc(real, fake, k=5) == expected
+
+
+def test_prdc_ties_and_zero_radii_equal_package() -> None:
+    # Every real point three times: exact ties among distances and radii; with k = 2 the radii are 0 (the
+    # two copies), and no open ball of radius 0 holds anything. Some fakes are copies of real points.
+    rng = np.random.default_rng(13)
+    base = rng.standard_normal((70, 24)).astype(np.float32)
+    real = np.repeat(base, 3, axis=0)
+    fake = np.concatenate([base[:30], rng.standard_normal((90, 24)).astype(np.float32)])
+    for k in (2, 3, 5):
+        expected = _package(real, fake, k)
+        assert prdc(real, fake, k=k, chunk=16) == expected
+        assert prdc(real, fake, k=k) == expected
+    zero_radii = prdc(real, fake, k=2)
+    assert (zero_radii["precision"], zero_radii["density"], zero_radii["coverage"]) == (0.0, 0.0, 0.0)
+    assert zero_radii["recall"] >= 90 / 210  # at least the copies of the 30 points that fake holds
+
+
+def test_prdc_mixed_dtypes_equal_package() -> None:
+    # float32 real, float64 fake: each set's radii keep its own rounding, the cross distances are float64.
+    rng = np.random.default_rng(16)
+    real = rng.standard_normal((150, 40)).astype(np.float32)
+    fake = rng.standard_normal((170, 40)) * 1.1
+    assert prdc(real, fake, k=4, chunk=32) == _package(real, fake, 4)
+    assert prdc(fake, real, k=4, chunk=32) == _package(fake, real, 4)
+
+
+def test_resolve_device() -> None:
+    import torch
+
+    assert gap.resolve_device("numpy") == "numpy"
+    assert gap.resolve_device("cpu") == "cpu"
+    assert gap.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "numpy")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_path_equals_numpy_path(dtype: type) -> None:
+    """The torch implementation, run on torch's CPU kernels: CMMD within 1e-6, PRDC's counts identical."""
+    rng = np.random.default_rng(14)
+    x, y = _unit(rng, 230, 64, shift=0.4).astype(dtype), _unit(rng, 170, 64, shift=0.5).astype(dtype)
+    reference = cmmd(x, y)
+    for chunk in (None, 50):
+        assert gap.cmmd(x, y, chunk=chunk, device="cpu") == pytest.approx(reference, rel=1e-6, abs=0)
+        assert gap.prdc(x, y, k=4, chunk=chunk, device="cpu") == prdc(x, y, k=4)
+    assert gap.cmmd(x, x, device="cpu") == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_path_equals_numpy_path(dtype: type) -> None:
+    rng = np.random.default_rng(15)
+    x, y = _unit(rng, 3000, 512, shift=0.6).astype(dtype), _unit(rng, 2500, 512, shift=0.5).astype(dtype)
+    assert gap.cmmd(x, y, device="cuda") == pytest.approx(cmmd(x, y), rel=1e-6, abs=0)
+    assert gap.cmmd(x, y, chunk=1000, device="cuda") == pytest.approx(cmmd(x, y), rel=1e-6, abs=0)
+    assert gap.prdc(x, y, device="cuda") == prdc(x, y)
 
 
 def test_embedding_map_shapes_and_determinism() -> None:

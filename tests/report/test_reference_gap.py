@@ -24,7 +24,7 @@ from synthvlm.core.errors import UserError
 from synthvlm.core.webdataset import encode
 from synthvlm.report import gap
 from synthvlm.report.build import assets_dir, build_report, collect, gap_json
-from synthvlm.report.reference import EmbeddingSet, gap_metrics
+from synthvlm.report.reference import MAX_ROWS, SAMPLE_SEED, EmbeddingSet, gap_metrics, sample_rows
 from synthvlm.report.score_dataset import iter_pairs, score_dataset
 from synthvlm.score.clip import scorer_for
 from tests.report.helpers import CANDIDATES, CAPTIONS, image, make_run
@@ -160,6 +160,20 @@ def test_report_gap_equals_the_metrics_of_the_stored_embeddings(run, reference, 
         row = html.split(f'<tr class="gap-{side}">', 1)[1].split("</tr>", 1)[0]
         assert all(c in " ".join(row.split()).replace("> <", "><") for c in cells), row
     assert 'docs/metrics.md, "Gap to a reference set"' in html
+    # Sets this small are never sampled; the sentence saying so reaches gap.json and the page.
+    device = gap.resolve_device("auto")
+    assert result["sampling"] == {
+        "device": device,
+        "max_rows": MAX_ROWS if device == "numpy" else None,
+        "seed": SAMPLE_SEED,
+        "rows": {
+            "image": {"reference": 7, "selected": SELECTED},
+            "text": {"reference": 9, "selected": SELECTED},
+        },
+        "note": result["sampling"]["note"],
+    }
+    assert result["sampling"]["note"].startswith("Every row of both sets was used")
+    assert f'<p class="note" id="gap-sampling">{result["sampling"]["note"]}</p>' in html
     for side in ("image", "text"):
         png = assets_dir(report) / f"gap_map_{side}.png"
         assert f'src="quality_assets/gap_map_{side}.png"' in html
@@ -278,6 +292,53 @@ def test_prdc_is_left_out_below_k_points():
     }
     with pytest.raises(UserError, match="the selected set is empty"):
         gap_metrics(EmbeddingSet(big, big), EmbeddingSet(big[:0], big), name="selected")
+
+
+def test_sets_above_max_rows_are_sampled():
+    """On the CPU a set above max_rows is replaced by a seeded sample of its rows; in torch every row is
+    used. The metrics are those of the rows kept, and the sampling record says which sets were sampled."""
+    rng = np.random.default_rng(1)
+    reference = EmbeddingSet(
+        _unit(rng.standard_normal((40, 16)).tolist()), _unit(rng.standard_normal((12, 16)).tolist())
+    )
+    selected = EmbeddingSet(
+        _unit(rng.standard_normal((25, 16)).tolist()), _unit(rng.standard_normal((35, 16)).tolist())
+    )
+    result = gap_metrics(reference, selected, name="selected", device="numpy", max_rows=30, seed=3)
+    keep_40, keep_35 = sample_rows(40, limit=30, seed=3), sample_rows(35, limit=30, seed=3)
+    for keep, n in ((keep_40, 40), (keep_35, 35)):
+        assert len(keep) == 30 and (np.diff(keep) > 0).all() and 0 <= keep[0] and keep[-1] < n
+    assert sample_rows(30, limit=30, seed=3) is None
+    assert not np.array_equal(sample_rows(40, limit=30, seed=4), keep_40)
+    pairs = {
+        "image": (reference.image[keep_40], selected.image),
+        "text": (reference.text, selected.text[keep_35]),
+    }
+    for side, (real, fake) in pairs.items():
+        expected = {
+            "n_reference": len(real),
+            "n_selected": len(fake),
+            "cmmd": gap.cmmd(real, fake, device="numpy"),
+        }
+        assert result[side] == {**expected, **gap.prdc(real, fake, k=5, device="numpy")}
+    assert (result["image"]["n_reference"], result["text"]["n_selected"]) == (30, 30)
+    assert result["sampling"] == {
+        "device": "numpy",
+        "max_rows": 30,
+        "seed": 3,
+        "rows": {"image": {"reference": 40, "selected": 25}, "text": {"reference": 12, "selected": 35}},
+        "note": "On the CPU a set larger than 30 rows is sampled to 30 rows without replacement (numpy "
+        "default_rng, seed 3): here the image reference (40 rows), the text selected (35 rows); the counts "
+        "are of the rows used.",
+    }
+    assert gap_metrics(reference, selected, name="selected", device="numpy", max_rows=30, seed=3) == result
+    # The torch path (here on torch's CPU kernels) takes every row.
+    whole = gap_metrics(reference, selected, name="selected", device="cpu", max_rows=30, seed=3)
+    assert (whole["image"]["n_reference"], whole["text"]["n_selected"]) == (40, 35)
+    assert whole["sampling"]["max_rows"] is None
+    assert whole["sampling"]["note"] == (
+        "Every row of both sets was used: the metrics ran in torch on cpu, where no set is sampled."
+    )
 
 
 def test_score_dataset_reference(run, reference, tmp_path):

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from synthvlm.core import fsio, layout, schema
 from synthvlm.core.errors import UserError
-from synthvlm.report.gap import cmmd, prdc
+from synthvlm.report.gap import cmmd, prdc, resolve_device
 
 SIGMA = 10.0
 """CMMD's RBF bandwidth, the paper's (Jayasumana et al. 2024) for unit CLIP embeddings."""
@@ -28,6 +28,12 @@ SCALE = 1000.0
 """CMMD is reported x 1000, as the paper does."""
 K = 5
 """PRDC's nearest-neighbour k, the paper's (Naeem et al. 2020) default."""
+MAX_ROWS = 30_000
+"""On the CPU, CMMD and PRDC see at most this many rows of each set (a seeded sample of a larger one): at
+30K x 30K both stay exact and take about a minute or less each on 2 cores (docs/benchmarks.md). On a CUDA
+device every row is used."""
+SAMPLE_SEED = 0
+"""Seed of the sample of a set larger than MAX_ROWS, so a report's numbers are reproducible."""
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
 SIDES = ("image", "text")
 _EMBED_BATCHES = 8
@@ -93,7 +99,7 @@ def embed_reference(
 def _embed_reference(
     source: str | Path, *, fmt: str, images: str | Path | None, scorer: Any, on_rows: Callable[[int], None]
 ) -> tuple[dict[str, Any], EmbeddingSet]:
-    from synthvlm.report.score_dataset import decode, detect_source, iter_pairs
+    from synthvlm.report.sources import decode, detect_source, iter_pairs
 
     fmt = detect_source(source) if fmt == "auto" else fmt
     failed: dict[str, int] = {}
@@ -140,24 +146,83 @@ def _embed_reference(
     return described, EmbeddingSet(image=image[first_of_each(refs)], text=np.concatenate(text_parts))
 
 
-def gap_metrics(reference: EmbeddingSet, other: EmbeddingSet, *, name: str) -> dict[str, Any]:
+def sample_rows(n: int, *, limit: int, seed: int = SAMPLE_SEED) -> np.ndarray | None:
+    """Positions of the rows the gap metrics use out of n: None (all) when n <= limit, else `limit`
+    positions drawn without replacement by numpy's default_rng(seed), in ascending order."""
+    if n <= limit:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def _sampling_note(totals: dict[str, dict[str, int]], *, device: str, limit: int | None, seed: int) -> str:
+    """One sentence saying which rows the metrics used: all, or which sets were sampled."""
+    if limit is None:
+        return (
+            f"Every row of both sets was used: the metrics ran in torch on {device}, where no set is sampled."
+        )
+    sampled = [
+        f"the {side} {who.replace('_', ' ')} ({n:,} rows)"
+        for side, counts in totals.items()
+        for who, n in counts.items()
+        if n > limit
+    ]
+    if not sampled:
+        return (
+            f"Every row of both sets was used (on the CPU a set larger than {limit:,} rows would be sampled "
+            f"to {limit:,} rows with seed {seed})."
+        )
+    return (
+        f"On the CPU a set larger than {limit:,} rows is sampled to {limit:,} rows without replacement "
+        f"(numpy default_rng, seed {seed}): here {', '.join(sampled)}; the counts are of the rows used."
+    )
+
+
+def gap_metrics(
+    reference: EmbeddingSet,
+    other: EmbeddingSet,
+    *,
+    name: str,
+    device: str = "auto",
+    max_rows: int = MAX_ROWS,
+    seed: int = SAMPLE_SEED,
+) -> dict[str, Any]:
     """CMMD (sigma 10, x1000) and PRDC (k 5; reference = real, `other` = fake) on the image and text sides.
 
-    `name` names the compared set in the counts (`n_selected`, `n_dataset`). PRDC needs more than k points
-    in each set (a point's k-th neighbour is another point): with fewer, its four values are None.
+    `name` names the compared set in the counts (`n_selected`, `n_dataset`), which count the rows used.
+    On the CPU each set keeps at most `max_rows` rows (`sample_rows` with `seed`); in torch (`device` as
+    `gap.resolve_device` reads it: "auto" is CUDA where there is one) every row. `sampling` says which,
+    with the sets' full sizes and one sentence for the report. PRDC needs more than k points in each set
+    (a point's k-th neighbour is another point): with fewer, its four values are None.
     """
+    device = resolve_device(device)
+    limit = max_rows if device == "numpy" else None
     result: dict[str, Any] = {"sigma": SIGMA, "scale": SCALE, "k": K}
+    totals: dict[str, dict[str, int]] = {}
     for side in SIDES:
         real, fake = getattr(reference, side), getattr(other, side)
         if len(fake) == 0:
             raise UserError(f"the {name.replace('_', ' ')} set is empty: there is nothing to compare")
+        totals[side] = {"reference": len(real), name: len(fake)}
+        if limit is not None:
+            keep_real = sample_rows(len(real), limit=limit, seed=seed)
+            keep_fake = sample_rows(len(fake), limit=limit, seed=seed)
+            real = real if keep_real is None else real[keep_real]
+            fake = fake if keep_fake is None else fake[keep_fake]
         row: dict[str, Any] = {
             "n_reference": len(real),
             f"n_{name}": len(fake),
-            "cmmd": cmmd(real, fake, sigma=SIGMA, scale=SCALE),
+            "cmmd": cmmd(real, fake, sigma=SIGMA, scale=SCALE, device=device),
         }
-        row.update(prdc(real, fake, k=K) if min(len(real), len(fake)) > K else dict.fromkeys(PRDC_KEYS))
+        defined = min(len(real), len(fake)) > K
+        row.update(prdc(real, fake, k=K, device=device) if defined else dict.fromkeys(PRDC_KEYS))
         result[side] = row
+    result["sampling"] = {
+        "device": device,
+        "max_rows": limit,
+        "seed": seed,
+        "rows": totals,
+        "note": _sampling_note(totals, device=device, limit=limit, seed=seed),
+    }
     return result
 
 
