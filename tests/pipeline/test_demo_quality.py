@@ -117,3 +117,12 @@ def test_the_report_names_a_weighted_sum_key_and_ranks_by_it(run, tmp_path):
     path = build_report(run, out=tmp_path / "report.html", datasets=[], grid=4, target=1000, progress=False)
     html = path.read_text(encoding="utf-8")
     assert "Ranking key <code>1·vqascore + 0.5·ssim</code>; selection 24 of a best-of-N pool of 43" in html
+    # every scored column, the ranking formula too, has its histogram; Table 4 has each as a column
+    columns = ["clip", "ssim", "weighted", "siglip", "pickscore", "vqascore", "nsfw_margin", "aesthetic"]
+    for metric in [*columns, "1·vqascore + 0.5·ssim"]:
+        assert (
+            f'alt="histogram of {metric}"' in html
+            and (tmp_path / "report_assets" / f"hist_{metric}.png").is_file()
+        )
+    header = html.split('<table id="table4-table">', 1)[1].split("</tr>", 1)[0]
+    assert [c.removeprefix("<th>mean ") for c in header.split("</th>") if "mean " in c] == columns

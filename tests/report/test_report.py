@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from synthvlm import pipeline
 from synthvlm.cli.report import register
-from synthvlm.core import fsio
+from synthvlm.core import fsio, schema
 from synthvlm.core.driver import needs_first
 from synthvlm.core.errors import UserError
 from synthvlm.report.build import (
@@ -31,6 +31,7 @@ from synthvlm.report.build import (
     timing_caveat,
 )
 from synthvlm.report.caption_stats import sample_captions, sample_positions
+from synthvlm.report.diversity import vendi_score
 from tests.report.helpers import (
     CANDIDATES,
     CAPTIONS,
@@ -92,10 +93,26 @@ def test_numbers_match_the_run(run):
     assert (data["pool"], data["selected"], data["key"]) == (CAPTIONS, TOP_K, "weighted")
     assert data["cutoff"] == selection[-1]["weighted"]
     everything, chosen = data["table4"]
+    assert data["columns"] == data["metrics"] == ["clip", "ssim", "weighted"]
     for metric in ("clip", "ssim", "weighted"):
-        assert everything[metric] == pytest.approx(np.mean([r[metric] for r in scores]), abs=1e-15)
-        assert chosen[metric] == pytest.approx(np.mean([r[metric] for r in selection]), abs=1e-15)
+        assert everything["means"][metric] == pytest.approx(np.mean([r[metric] for r in scores]), abs=1e-15)
+        assert chosen["means"][metric] == pytest.approx(np.mean([r[metric] for r in selection]), abs=1e-15)
     assert (everything["scored"], chosen["scored"]) == (19, TOP_K)
+    images = schema.embedding_matrix(pq.read_table(run / "score" / "embeddings").column("image_emb"))
+    keys = pq.read_table(run / "score" / "embeddings").column("key").to_pylist()
+    chosen_rows = [keys.index(r["key"]) for r in selection]
+    assert everything["vendi"] == pytest.approx(vendi_score(images), rel=1e-12)
+    assert chosen["vendi"] == pytest.approx(vendi_score(images[chosen_rows]), rel=1e-12)
+    [generator] = data["generators"]  # one generator: the accounting of `synthvlm status`, its licence
+    assert {k: generator[k] for k in ("name", "preset", "licence", "candidates", "failed", "selected")} == {
+        "name": "tiny",
+        "preset": "tiny",
+        "licence": "apache-2.0",
+        "candidates": 20,
+        "failed": 1,
+        "selected": TOP_K,
+    }
+    assert generator["means_all"] == everything["means"] and generator["vendi_selected"] == chosen["vendi"]
     # 20 candidates at 0.5 model-seconds each; 4 selected: r = 0.2. A tiny model on CPU: no GPU-hours.
     assert data["cost"] == {
         "model_seconds": 20 * SECONDS,
@@ -163,6 +180,7 @@ def test_unfinished_stages_say_why(run, tmp_path):
         "distributions": messages["curate"],
         "grids": messages["curate"],
         "provenance": messages["curate"],
+        "generators": messages["curate"],
         "cost": messages["curate"],
     }
     assert collect(run)["pending"] == {
@@ -172,7 +190,7 @@ def test_unfinished_stages_say_why(run, tmp_path):
         "score": "score has not finished (1/3 shards): run `synthvlm score --run R` to resume"
     }
     html = build_report(part, out=tmp_path / "part.html").read_text(encoding="utf-8")
-    assert html.count(f'<p class="note waiting">{messages["curate"]}</p>') == 5  # table 4, plots, images, ...
+    assert html.count(f'<p class="note waiting">{messages["curate"]}</p>') == 6  # table 4, plots, images, ...
     for stage in ("curate", "generate", "score", "select", "export"):
         assert f'<td>–</td><td><span class="waiting">{messages[stage]}</span></td>' in html
     assert "No generation timings" not in html and 'id="caption-stats"' in html

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from synthvlm.core import fsio, layout, schema
 from synthvlm.core.errors import UserError
@@ -21,7 +22,6 @@ from synthvlm.report.caption_stats import SAMPLE, caption_statistics
 from synthvlm.report.reference import SIDES
 from synthvlm.score.ssim import DEFINITIONS
 
-METRICS = ("clip", "ssim", "weighted")
 GRIDS = (
     ("top", "Top of the ranking"),
     ("above", "Just above the cut-off (last selected)"),
@@ -50,17 +50,77 @@ def gap_json(out: Path) -> Path:
 
 
 def _read(run: Path, stage: str, folder: str = "data", columns: list[str] | None = None) -> Any:
-    import pyarrow as pa
-
     files = layout.StageDir(run, stage).shards(folder)
     return pa.concat_tables([fsio.read_table(f, columns=columns) for f in files]) if files else None
 
 
-def _means(table: Any) -> dict[str, float | None]:
+def _means(table: Any, columns: Sequence[str]) -> dict[str, float | None]:
     return {
         m: (float(np.mean(table.column(m).to_numpy())) if table is not None and table.num_rows else None)
-        for m in METRICS
+        for m in columns
     }
+
+
+def _vendi(keys: Sequence[str], image_emb: dict[str, np.ndarray]) -> float | None:
+    """The Vendi score of the images of `keys` (None when the run kept no embeddings, or there are none)."""
+    from synthvlm.report.diversity import vendi_score
+
+    if not image_emb or not keys:
+        return None
+    return vendi_score(np.stack([image_emb[k] for k in keys]))
+
+
+def stored_image_embeddings(run: Path) -> dict[str, np.ndarray]:
+    """Each scored candidate's stored CLIP image embedding by key (empty when the run kept none)."""
+    out: dict[str, np.ndarray] = {}
+    for path in layout.StageDir(run, "score").embedding_shards():
+        table = fsio.read_table(path, columns=["key", "image_emb"])
+        vectors = schema.embedding_matrix(table.column("image_emb"))
+        out.update(zip(table.column("key").to_pylist(), vectors, strict=True))
+    return out
+
+
+def generators(
+    run: Path,
+    config: Any,
+    accounting: dict[str, dict[str, Any]],
+    *,
+    scores: Any,
+    selection: Any,
+    columns: Sequence[str],
+    image_emb: dict[str, np.ndarray],
+) -> list[dict[str, Any]]:
+    """Per generator of the pool: `synthvlm status`'s accounting, its preset and licence, the mean of every
+    score column over its scored candidates and over its selected images, and the Vendi score of both."""
+    from synthvlm.generate.presets import PRESETS
+
+    made: dict[str, str] = {}
+    single = config.generate.pool()[0].label
+    for path in layout.StageDir(run, "generate").shards():
+        table = fsio.read_table(path, columns=["key", *(["generator"] if config.generate.mixed else [])])
+        names = schema.generator_column(table, single).to_pylist()
+        made.update(zip(table.column("key").to_pylist(), names, strict=True))
+    out = []
+    for gen in config.generate.pool():
+        preset = PRESETS[gen.preset]
+        row: dict[str, Any] = {
+            "name": gen.label,
+            "preset": gen.preset,
+            "licence": preset.licence,
+            "commercial": preset.commercial,
+            **accounting.get(gen.label, {}),
+        }
+        for side, table in (("all", scores), ("selected", selection)):
+            if table is None:
+                row[f"means_{side}"] = dict.fromkeys(columns)
+                row[f"vendi_{side}"] = None
+                continue
+            mine = [made.get(k) == gen.label for k in table.column("key").to_pylist()]
+            part = table.filter(pa.array(mine, pa.bool_()))
+            row[f"means_{side}"] = _means(part, columns)
+            row[f"vendi_{side}"] = _vendi(part.column("key").to_pylist(), image_emb)
+        out.append(row)
+    return out
 
 
 def provenance(run: Path) -> dict[str, Any]:
@@ -137,6 +197,7 @@ SECTION_NEEDS = {
     "distributions": "select",
     "grids": "select",
     "provenance": "generate",
+    "generators": "generate",
     "cost": "generate",
 }
 """The last stage each report section reads: the section says so while it, or a stage before it, is
@@ -447,8 +508,6 @@ def collect(
     """Everything the report shows, as data; `_`-prefixed keys hold the arrays the plots are drawn from.
 
     With `reference` (any source `score-dataset` reads), `gap` holds the selected set's distance to it."""
-    import pyarrow as pa
-
     from synthvlm import pipeline
     from synthvlm.stages.select import key_label, key_values, rank_candidates
 
@@ -460,14 +519,20 @@ def collect(
     unfinished = pending(run.resolve(), stages, status["stages"])
     sections = waiting(stages, unfinished)
     key = key_label(config.select.key)
+    columns = schema.score_columns(config.score.scorers.enabled())
+    metrics = [*columns, *([key] if key not in columns else [])]  # a weighted-sum key: its own histogram
     scores = _read(run, "score")
-    if scores is not None and isinstance(config.select.key, dict):  # a weighted sum, as select computes it
-        scores = scores.append_column(key, pa.array(key_values(scores, config.select.key), pa.float64()))
     selection = _read(
-        run,
-        "select",
-        columns=["key", "caption_id", "candidate_index", "clip", "ssim", "weighted", "rank", "cutoff"],
+        run, "select", columns=["key", "caption_id", "candidate_index", *columns, "rank", "cutoff"]
     )
+    if isinstance(config.select.key, dict):  # a weighted sum, as select computes it
+
+        def keyed(table: Any) -> Any:
+            if table is None:
+                return None
+            return table.append_column(key, pa.array(key_values(table, config.select.key), pa.float64()))
+
+        scores, selection = keyed(scores), keyed(selection)
     n_selected = selection.num_rows if selection is not None else 0
     cutoff = float(selection.column("cutoff")[0].as_py()) if n_selected else None
 
@@ -485,6 +550,9 @@ def collect(
             for i in positions
         ]
     score_settings = config.score.model_dump(mode="json", exclude={"device", "batch_size"})
+    image_emb = stored_image_embeddings(run) if sections["table4"] is None else {}
+    all_keys = scores.column("key").to_pylist() if scores is not None else []
+    chosen_keys = selection.column("key").to_pylist() if selection is not None else []
     prov = provenance(run)
     model_ids = [m for s in prov["settings"] for m in (s["model_id"], s["refiner_id"]) if m]
     captions = None
@@ -514,14 +582,35 @@ def collect(
         "cutoff": cutoff,
         "selected": n_selected,
         "pool": len(ranked_rows),
+        "columns": columns,
+        "metrics": metrics,
         "table4": [
             {
                 "name": "this run: all candidates",
                 "scored": scores.num_rows if scores is not None else 0,
-                **_means(scores),
+                "means": _means(scores, columns),
+                "vendi": _vendi(all_keys, image_emb),
             },
-            {"name": "this run: selected", "scored": n_selected, **_means(selection)},
+            {
+                "name": "this run: selected",
+                "scored": n_selected,
+                "means": _means(selection, columns),
+                "vendi": _vendi(chosen_keys, image_emb),
+            },
         ],
+        "generators": (
+            generators(
+                run,
+                config,
+                status.get("generators", {}),
+                scores=scores if sections["table4"] is None else None,
+                selection=selection if sections["table4"] is None else None,
+                columns=metrics,
+                image_emb=image_emb,
+            )
+            if sections["generators"] is None
+            else []
+        ),
         "datasets": dataset_rows(datasets, score_settings),
         "provenance": prov,
         "cost": cost(
@@ -587,7 +676,7 @@ def build_report(
     scores, selection = data.pop("_scores"), data.pop("_selection")
     pool_values = data.pop("_pool_values")
     if scores is not None and scores.num_rows:
-        for metric in METRICS:
+        for metric in data["metrics"]:
             plot_histogram(
                 assets / f"hist_{metric}.png",
                 metric=metric,
