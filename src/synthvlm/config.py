@@ -505,14 +505,14 @@ class ScoreConfig(_Model):
 
 
 class BalancedConfig(_Model):
-    """Coverage-aware selection: SemDeDup inside k-means clusters of the image embeddings, then a cap per
-    cluster (docs/metrics.md)."""
+    """Coverage-aware selection: SemDeDup inside sub-clusters of k-means clusters of the image embeddings,
+    then a cap per cluster (docs/metrics.md)."""
 
     clusters: int = Field(100, gt=0)
     """k-means clusters of the candidates' CLIP image embeddings (at most one per candidate)."""
     epsilon: float = Field(0.05, ge=0, lt=1)
-    """A candidate whose image cosine to a better-ranked one in its cluster exceeds 1 - epsilon is dropped
-    as `near_duplicate_image`."""
+    """A candidate whose image cosine to a better-ranked one in its sub-cluster (at most 8,192 rows of its
+    cluster) exceeds 1 - epsilon is dropped as `near_duplicate_image`."""
     iterations: int = Field(20, gt=0)
     """k-means iterations."""
 
