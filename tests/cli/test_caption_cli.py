@@ -35,7 +35,7 @@ def test_progress_lines_and_the_funnel(tmp_path, images, monkeypatch):
     assert (result.returncode, result.stdout) == (
         0,
         # one stage: no stage number, as with every single-stage command
-        "caption: 1/1 shards, 0:00:00 elapsed\ncaption: in 5, kept 5, dropped none\n",
+        "caption: 1/1 shards, 5 images, 0:00:00 elapsed\ncaption: in 5, kept 5, dropped none\n",
     )
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
@@ -46,7 +46,7 @@ def test_progress_lines_and_the_funnel(tmp_path, images, monkeypatch):
     assert (result.returncode, result.stdout.splitlines()[:4]) == (
         0,
         [
-            "caption (stage 1/2): 1/1 shards, 0:00:00 elapsed, run 0:00:00",
+            "caption (stage 1/2): 1/1 shards, 5 images, 0:00:00 elapsed, run 0:00:00",
             "ingest/read (stage 2/2): 1 shard, 5 captions, 0:00:00 elapsed, run 0:00:00",
             "caption: in 5, kept 5, dropped none",
             "ingest: in 5, kept 5, dropped none",
