@@ -117,6 +117,18 @@ def recipe_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small mixed-pool recipe (`helpers.mixed_recipe`) run once in this process. Read only."""
+    from synthvlm import pipeline
+    from synthvlm.config import load_config
+    from tests.pipeline.helpers import mixed_recipe
+
+    folder = tmp_path_factory.mktemp("mixed")
+    pipeline.run(folder / "run", load_config(mixed_recipe(folder)), progress=False)
+    return folder / "run"
+
+
+@pytest.fixture(scope="session")
 def quality_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """configs/demo-quality.yaml (every pair scorer, balanced selection) run once in this process. Read
     only."""

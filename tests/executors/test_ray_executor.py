@@ -21,7 +21,7 @@ from synthvlm.core.stage import Task, TaskStats
 from synthvlm.executors import LocalExecutor, make_executor
 from synthvlm.executors.ray import RayExecutor, import_ray
 from synthvlm.stages.score import ScoreStage
-from tests.pipeline.helpers import tree_digest
+from tests.pipeline.helpers import mixed_recipe, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "demo.yaml"
@@ -100,6 +100,20 @@ def test_ray_run_is_byte_identical_to_local(ray_local, config, local_run, tmp_pa
         assert {**funnel, "extra": None} == {**expected[name], "extra": None}, name
     assert funnels["score"]["extra"] == expected["score"]["extra"]
     assert funnels["select"]["kept"] == 24
+
+
+@pytest.mark.fault  # a whole recipe on Ray, one actor pool per generator: a minute here
+def test_ray_run_of_a_mixed_pool_is_byte_identical_to_local(ray_local, mixed_run, tmp_path):
+    config = load_config(mixed_recipe(tmp_path, actors=1))
+    run = tmp_path / "run"
+    pipeline.run(run, config, executor="ray", progress=False)
+    assert tree_digest(run, skip=SKIP) == tree_digest(mixed_run, skip=SKIP)
+    counts = ("candidates", "images", "failed", "scored", "selected", "selection_share")
+
+    def accounting(folder: Path) -> dict[str, dict[str, Any]]:
+        return {n: {k: g[k] for k in counts} for n, g in pipeline.status(folder)["generators"].items()}
+
+    assert accounting(run) == accounting(mixed_run)
 
 
 @pytest.mark.fault

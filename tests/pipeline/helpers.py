@@ -98,3 +98,32 @@ def done_count(stage_dir: Path, phase: str) -> int:
 
 def tmp_exists(stage_dir: Path) -> bool:
     return any(stage_dir.rglob(".*.tmp-*")) if stage_dir.exists() else False
+
+
+MIXED_GENERATORS = ["tiny", "tiny-flux1", "tiny-sana-sprint"]
+"""The small mixed pool the tests run: three families, equal shares."""
+
+
+def mixed_recipe(folder: Path, **ray: object) -> Path:
+    """A small mixed-pool recipe (12 demo captions x 3 candidates over `MIXED_GENERATORS`) written to
+    `folder`; `ray` fills its ray section."""
+    import yaml
+
+    captions = Path(__file__).resolve().parents[2] / "src" / "synthvlm" / "data" / "demo_captions.jsonl"
+    recipe = {
+        "seed": 3,
+        "ingest": {"inputs": [str(captions)], "shard_rows": 20, "limit": 12},
+        "curate": {"recipe": "synthvlm"},
+        "generate": {
+            "candidates_per_caption": 3,
+            "images_per_shard": 6,
+            "generators": [{"preset": p, "batch_size": 2} for p in MIXED_GENERATORS],
+        },
+        "score": {"clip_model": "builtin:tiny-clip", "batch_size": 8},
+        "select": {"top_k": 6},
+        "export": {"formats": ["parquet"], "rows_per_shard": 4},
+        **({"ray": ray} if ray else {}),
+    }
+    path = folder / "mixed.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path

@@ -5,53 +5,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from synthvlm import pipeline
-from synthvlm.config import load_config
 from synthvlm.generate import pool
-from tests.conftest import REPO
-from tests.pipeline.helpers import cli, cli_process, done_count, kill_when, tree_digest
+from tests.pipeline.helpers import MIXED_GENERATORS, cli, done_count, kill_when, mixed_recipe, tree_digest
 
-CAPTIONS = REPO / "src" / "synthvlm" / "data" / "demo_captions.jsonl"
-GENERATORS = ["tiny", "tiny-flux1", "tiny-sana-sprint"]
+GENERATORS = MIXED_GENERATORS
 SKIP = ("models/",)
 
 
-def _recipe(folder: Path, **ray: Any) -> Path:
-    recipe = {
-        "seed": 3,
-        "ingest": {"inputs": [str(CAPTIONS)], "shard_rows": 20, "limit": 12},
-        "curate": {"recipe": "synthvlm"},
-        "generate": {
-            "candidates_per_caption": 3,
-            "images_per_shard": 6,
-            "generators": [{"preset": p, "batch_size": 2} for p in GENERATORS],
-        },
-        "score": {"clip_model": "builtin:tiny-clip", "batch_size": 8},
-        "select": {"top_k": 6},
-        "export": {"formats": ["parquet"], "rows_per_shard": 4},
-        **({"ray": ray} if ray else {}),
-    }
-    path = folder / "mixed.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _recipe(tmp_path_factory.mktemp("mixed-recipe"))
-
-
-@pytest.fixture(scope="module")
-def run(recipe: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("mixed") / "run"
-    pipeline.run(run, load_config(recipe), progress=False)
-    return run
+def run(mixed_run: Path) -> Path:
+    return mixed_run
 
 
 def test_each_candidate_is_made_by_its_assigned_generator(run):
@@ -108,17 +75,9 @@ def test_exports_name_each_images_generator_and_licence(run):
         assert f"- Generator `{name}` (preset {name}, licence apache-2.0, " in card
 
 
-@pytest.mark.fault  # a whole recipe on Ray, one actor pool per generator: minutes on two cores
-def test_ray_run_of_a_mixed_pool_is_byte_identical_to_local(run, tmp_path):
-    recipe = _recipe(tmp_path, actors=2, num_cpus=1)
-    ray_run = tmp_path / "ray-run"
-    result = cli_process("run", str(recipe), "--run", str(ray_run), "--executor", "ray", "-q")
-    assert result.returncode == 0, result.stderr
-    assert tree_digest(ray_run, skip=SKIP) == tree_digest(run, skip=SKIP)
-
-
 @pytest.mark.fault
-def test_killed_mid_generate_resumes_to_identical_bytes(run, recipe, tmp_path):
+def test_killed_mid_generate_resumes_to_identical_bytes(run, tmp_path):
+    recipe = mixed_recipe(tmp_path)
     resumed = tmp_path / "run"
     kill_when(
         ["run", str(recipe), "--run", str(resumed), "-q"],

@@ -11,7 +11,7 @@ keys, missing fields, truncations, damage) or from raw bytes, and every case mus
 - reading the same bytes twice gives equal results.
 
 Runs are seeded (`derandomize=True`, no example database): `make test` runs 2,015 examples, `make test-all`
-(the fault tier, `--run-fault`) ten times as many as well.
+(the fault tier, `--run-fault`) five times as many as well.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from synthvlm.config import RunConfig
 from synthvlm.readers import REASONS, BadRecord, Record, UnreadableFileError, detect_format, read
 from synthvlm.readers.base import CAPTION_KEYS, IMAGE_KEYS, TRAINER_TOKENS, find_column
 
-TIERS = [pytest.param(1, id="default"), pytest.param(10, id="long", marks=pytest.mark.fault)]
-"""Example-count multiplier per tier: the long runs (`make test-all`) take ten times the default examples."""
+TIERS = [pytest.param(1, id="default"), pytest.param(5, id="long", marks=pytest.mark.fault)]
+"""Example-count multiplier per tier: the long runs (`make test-all`) take five times the default examples."""
 
 EXTENSIONS = {
     "json": "json",
