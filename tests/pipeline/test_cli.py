@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from tests.conftest import DEMO
 from tests.pipeline.helpers import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -249,6 +250,20 @@ CAPTIONS = [
     "a dog running on the beach at sunset",
     "two children flying a kite in a green park",
 ]
+
+
+def test_long_lines_are_never_wrapped_when_piped(tmp_path):
+    """A path longer than the 80 columns of a pipe stays on its line: errors are one line, and the
+    `run directory:` line a script greps for keeps its whole path."""
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 4) / "captions.jsonl"
+    missing = cli("ingest", str(deep), "--run", str(tmp_path / "r"))
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and str(deep) in missing.stderr
+
+    run = tmp_path / ("a-run-with-a-long-name-" * 4)
+    result = cli("run", str(DEMO), "--run", str(run), "--until", "ingest", "--limit", "5", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["ingest: in 5, kept 5, dropped none", f"run directory: {run}"]
 
 
 def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

@@ -60,8 +60,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
+# Lines never wrap: a pipe is 80 columns, and a path cut in two breaks whoever greps for it.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _print_version(value: bool) -> None:
@@ -157,7 +158,7 @@ def _run_stages(
     grace = interrupt.grace_seconds()
 
     def say(line: str) -> None:
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        err.print(line, markup=False, highlight=False)
 
     try:
         with interrupt.graceful_stop(grace=grace, say=say):
@@ -178,7 +179,7 @@ def _run_stages(
         out.print(f"{name}: in {f['in']}, kept {f['kept']}, dropped {dropped}")
     if "export" in results:
         for warning in pipeline.licence_warnings(run):
-            err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 def _interrupted(run: str) -> str:
@@ -713,10 +714,10 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(2)
     except ShardFailedError as exc:
-        err.print(f"failed: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"failed: {exc}", markup=False, highlight=False)
         sys.exit(1)
     except OSError as exc:
         # The filesystem refusing a path (a file where a folder goes, permissions, a full or read-only
@@ -724,7 +725,7 @@ def main() -> None:
         if exc.errno not in _ENVIRONMENT_ERRNOS:
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        err.print(f"error: {exc.strerror}{where}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {exc.strerror}{where}", markup=False, highlight=False)
         sys.exit(2)
 
 
