@@ -335,9 +335,9 @@ class GenerateConfig(GeneratorSettings):
             raise ValueError(f"two generators are named {', '.join(twice)}: give each entry its own `name`")
         shares = [g.share for g in self.generators]
         if any(s is None for s in shares) and any(s is not None for s in shares):
-            raise ValueError("give every generator a share, or none (equal shares)")
+            raise ValueError("generators[].share: give every entry a share, or none (equal shares)")
         if shares[0] is not None and abs(math.fsum(shares) - 1) > SHARE_TOLERANCE:
-            raise ValueError(f"generator shares add up to {math.fsum(shares):g}, not 1")
+            raise ValueError(f"generators[].share: the shares add up to {math.fsum(shares):g}, not 1")
         return self
 
     def pool(self) -> list[GeneratorConfig]:

@@ -254,11 +254,11 @@ def test_an_argument_the_family_cannot_take_is_one_line_naming_the_key(generate,
     [
         (
             {"generators": [{"preset": "tiny", "share": 0.6}, {"preset": "tiny-flux1", "share": 0.3}]},
-            "generate: generator shares add up to 0.9, not 1",
+            "generate: generators[].share: the shares add up to 0.9, not 1",
         ),
         (
             {"generators": [{"preset": "tiny", "share": 0.6}, {"preset": "tiny-flux1"}]},
-            "generate: give every generator a share, or none (equal shares)",
+            "generate: generators[].share: give every entry a share, or none (equal shares)",
         ),
         (
             {"generators": [{"preset": "tiny"}, {"preset": "tiny", "steps": 3}]},
