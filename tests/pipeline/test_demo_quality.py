@@ -119,10 +119,9 @@ def test_the_report_names_a_weighted_sum_key_and_ranks_by_it(run, tmp_path):
     assert "Ranking key <code>1·vqascore + 0.5·ssim</code>; selection 24 of a best-of-N pool of 43" in html
     # every scored column, the ranking formula too, has its histogram; Table 4 has each as a column
     columns = ["clip", "ssim", "weighted", "siglip", "pickscore", "vqascore", "nsfw_margin", "aesthetic"]
-    for metric in [*columns, "1·vqascore + 0.5·ssim"]:
-        assert (
-            f'alt="histogram of {metric}"' in html
-            and (tmp_path / "report_assets" / f"hist_{metric}.png").is_file()
-        )
+    files = [f"hist_{c}.png" for c in columns] + ["hist_1_vqascore_0.5_ssim.png"]  # ASCII, no spaces
+    for metric, name in zip([*columns, "1·vqascore + 0.5·ssim"], files, strict=True):
+        assert f'<img src="report_assets/{name}" alt="histogram of {metric}">' in html
+        assert (tmp_path / "report_assets" / name).is_file()
     header = html.split('<table id="table4-table">', 1)[1].split("</tr>", 1)[0]
     assert [c.removeprefix("<th>mean ") for c in header.split("</th>") if "mean " in c] == columns

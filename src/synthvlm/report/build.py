@@ -7,6 +7,7 @@ Jinja2 template with autoescaping always on: every caption, id and path from dat
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -625,6 +626,12 @@ def collect(
     }
 
 
+def _histogram_file(metric: str) -> str:
+    """A histogram's file name: a ranking formula such as `1·vqascore + 0.5·ssim` becomes
+    `hist_1_vqascore_0.5_ssim.png`, so every asset path is plain ASCII without spaces."""
+    return "hist_" + re.sub(r"[^0-9A-Za-z_.-]+", "_", metric).strip("_") + ".png"
+
+
 def build_report(
     run: str | Path,
     *,
@@ -677,14 +684,15 @@ def build_report(
     pool_values = data.pop("_pool_values")
     if scores is not None and scores.num_rows:
         for metric in data["metrics"]:
+            name = _histogram_file(metric)
             plot_histogram(
-                assets / f"hist_{metric}.png",
+                assets / name,
                 metric=metric,
                 all_values=scores.column(metric).to_numpy(),
                 selected=selection.column(metric).to_numpy() if selection is not None else np.zeros(0),
                 cutoff=data["cutoff"] if metric == data["key"] else None,
             )
-            plots[metric] = f"{assets.name}/hist_{metric}.png"
+            plots[metric] = f"{assets.name}/{name}"
         plot_keep_rate(
             assets / "keep_rate.png",
             values=pool_values,
