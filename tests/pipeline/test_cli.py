@@ -12,8 +12,6 @@ from pathlib import Path
 from tests.conftest import DEMO
 from tests.pipeline.helpers import cli
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_flickr8k_ingest_curate_status_accounts_for_every_caption(tmp_path, shared_data):
     run = tmp_path / "run"
@@ -181,7 +179,7 @@ def test_invalid_option_values_are_one_line_errors(tmp_path):
         result = cli(*args)
         assert (result.returncode, result.stderr) == (2, f"error: command line: invalid config: {message}\n")
 
-    recipe = str(REPO / "configs" / "demo.yaml")
+    recipe = str(DEMO)
     no_curate = cli("plan", recipe, "--gpus", "1", "--run", run)
     assert (no_curate.returncode, no_curate.stderr) == (
         2,
@@ -350,7 +348,7 @@ def test_a_run_that_is_a_file_is_one_line_for_every_command(tmp_path, monkeypatc
         ["status", "--run", str(a_file)],
         ["ingest", _captions(tmp_path), "--run", str(a_file)],
         *([stage, "--run", str(a_file)] for stage in ("curate", "generate", "score", "select", "export")),
-        ["plan", str(REPO / "configs" / "demo.yaml"), "--gpus", "1", "--run", str(a_file)],
+        ["plan", str(DEMO), "--gpus", "1", "--run", str(a_file)],
     ]
     for args in commands:
         assert _main(monkeypatch, capsys, *args) == (2, "", refusal), args
@@ -498,7 +496,7 @@ def test_every_fingerprint_key_maps_to_the_config_key_a_user_writes():
 
 
 def test_run_until_and_limit_try_a_recipe_on_a_sample(tmp_path, monkeypatch, capsys):
-    demo = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+    demo = str(DEMO)
     run = str(tmp_path / "r")
     args = ("run", demo, "--run", run, "--until", "curate", "--limit", "20", "-q")
     code, out, _ = _main(monkeypatch, capsys, *args)
